@@ -64,13 +64,20 @@ def create_state(config: Any, key: jax.Array) -> GANState:
         dropout_rate=config.dropout_rate,
         dtype=config.dtype,
     )
-    g_key, d_key = jax.random.split(key)
-    latents = jnp.zeros((2, config.latent_dim), jnp.float32)
-    g_variables = generator.init(g_key, latents, train=False)
-    images = generator.apply(g_variables, latents, train=False)
-    d_variables = discriminator.init(d_key, images, train=False)
     g_tx = optax.adam(config.learning_rate, b1=config.b1, b2=config.b2)
     d_tx = optax.adam(config.learning_rate, b1=config.b1, b2=config.b2)
+
+    # One compiled initialisation instead of hundreds of small eager ops.
+    @jax.jit
+    def init(key):
+        g_key, d_key = jax.random.split(key)
+        latents = jnp.zeros((2, config.latent_dim), jnp.float32)
+        g_variables = generator.init(g_key, latents, train=False)
+        images = generator.apply(g_variables, latents, train=False)
+        d_variables = discriminator.init(d_key, images, train=False)
+        return g_variables, d_variables
+
+    g_variables, d_variables = init(key)
     return GANState(
         step=jnp.zeros((), jnp.int32),
         g_params=g_variables["params"],

@@ -1,5 +1,6 @@
 """Tests of the FID protocol: quantisation, resize, features, statistics and the distance."""
 
+import importlib
 import os
 import warnings
 
@@ -12,7 +13,8 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from jaxgan.metrics import fid
+# The modules themselves: the package may re-export functions named like them.
+fid = importlib.import_module("jaxgan.metrics.fid")
 
 
 @jax.jit
@@ -207,7 +209,7 @@ def test_to_uint8_accepts_exactly_the_documented_inputs(images):
         assert np.abs(difference).max() <= 1
 
 
-@hypothesis.settings(max_examples=40, deadline=None)
+@hypothesis.settings(max_examples=60, deadline=None)
 @hypothesis.given(arbitrary_images(max_side=3), st.integers(1, 3))
 def test_inception_features_accepts_exactly_the_documented_inputs(images, batch_size):
     if not is_documented_input(images):
@@ -228,9 +230,9 @@ def test_inception_features_accepts_exactly_the_documented_inputs(images, batch_
     [(2, 28, 28, 1), (1, 7, 5, 3), (1, 299, 299, 3), (1, 320, 310, 3)],
     ids=["upsample-gray", "upsample-non-square-rgb", "identity", "downsample"],
 )
-def test_inception_preprocess_matches_nvidia_grid_sample(shape):
+def test_inception_preprocess_tf1_matches_nvidia_grid_sample(shape):
     images = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
-    preprocessed = np.asarray(fid.inception_preprocess(jnp.asarray(images)))
+    preprocessed = np.asarray(fid.inception_preprocess(jnp.asarray(images), resize="tf1"))
     assert preprocessed.shape == (shape[0], 299, 299, 3)
     assert preprocessed.dtype == np.float32
     expected = (nvidia_resize_reference(images.astype(np.float64)) - 128) / 128
@@ -244,12 +246,52 @@ def test_inception_preprocess_identity_at_299_is_exact_scaling():
     np.testing.assert_array_equal(preprocessed, (images.astype(np.float32) - 128) / 128)
 
 
-def test_inception_preprocess_is_not_the_half_pixel_resize():
-    # pytorch-fid's convention (jax.image.resize) samples 0.45 source pixels away at 28 -> 299.
-    images = smooth_images(seed=2, num_images=1).astype(np.float32)
-    ours = np.asarray(fid.inception_preprocess(jnp.asarray(images, jnp.uint8)))[..., :1]
-    half_pixel = (np.asarray(jax.image.resize(images, (1, 299, 299, 1), "bilinear")) - 128) / 128
-    assert np.abs(ours - half_pixel).max() > 0.02
+def half_pixel_resize_reference(images: np.ndarray, output_size: int = 299) -> np.ndarray:
+    """torch `interpolate(mode='bilinear', align_corners=False)` from its documented formula
+    (source = (i + 0.5) * in / out - 0.5, clamped below at 0), for upsampling.
+
+    Args:
+        images: [N, H, W, C] float64.
+    """
+    _, height, width, _ = images.shape
+
+    def taps(size):
+        source = np.maximum((np.arange(output_size) + 0.5) * size / output_size - 0.5, 0)
+        lower = np.floor(source).astype(int)
+        return lower, np.minimum(lower + 1, size - 1), source - lower
+
+    y0, y1, south = taps(height)
+    x0, x1, east = taps(width)
+    output = np.zeros((images.shape[0], output_size, output_size, images.shape[3]))
+    for row_index, column_index, weight in (
+        (y0, x0, np.outer(1 - south, 1 - east)),
+        (y0, x1, np.outer(1 - south, east)),
+        (y1, x0, np.outer(south, 1 - east)),
+        (y1, x1, np.outer(south, east)),
+    ):
+        output += images[:, row_index][:, :, column_index] * weight[None, :, :, None]
+    return output
+
+
+@pytest.mark.parametrize("shape", [(2, 28, 28, 1), (1, 7, 5, 3)])
+def test_inception_preprocess_default_is_the_half_pixel_resize(shape):
+    images = np.random.default_rng(4).integers(0, 256, shape, dtype=np.uint8)
+    preprocessed = np.asarray(fid.inception_preprocess(jnp.asarray(images)))
+    assert preprocessed.shape == (shape[0], 299, 299, 3)
+    expected = (half_pixel_resize_reference(images.astype(np.float64)) - 128) / 128
+    np.testing.assert_allclose(
+        preprocessed, np.broadcast_to(expected, preprocessed.shape), atol=2e-5, rtol=0
+    )
+
+
+def test_inception_preprocess_modes_differ_and_unknown_mode_is_refused():
+    # The two grids are 0.45 source pixels apart at 28 -> 299.
+    images = jnp.asarray(smooth_images(seed=2, num_images=1), jnp.uint8)
+    half_pixel = np.asarray(fid.inception_preprocess(images))
+    tf1 = np.asarray(fid.inception_preprocess(images, resize="tf1"))
+    assert np.abs(half_pixel - tf1).max() > 0.02
+    with pytest.raises(ValueError, match="resize='bicubic'"):
+        fid.inception_features(np.zeros((2, 4, 4), np.uint8), resize="bicubic")
 
 
 # --- inception_features ------------------------------------------------------------------------
@@ -285,6 +327,13 @@ def test_inception_features_gray_equals_tiled_rgb():
         fid.inception_features(gray, feature_fn=colour_moment_features),
         fid.inception_features(rgb, feature_fn=colour_moment_features),
     )
+
+
+def test_inception_features_progress_bar_counts_images(capsys):
+    fid.inception_features(
+        smooth_images(seed=6, num_images=5), 2, feature_fn=colour_moment_features, progress=True
+    )
+    assert "5/5" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("batch_size", [0, -1, 2.5, True, "8"])
@@ -527,16 +576,26 @@ def test_fid_end_to_end_with_inception(inception_pool3):
     different[1::2] = different[1::2].transpose(0, 2, 1, 3)
     different[::3] //= 2
 
+    # The default feature_fn path, on uint8 and on the equivalent float images.
     real_features = fid.inception_features(real)
+    assert real_features.shape == (10, 2048) and np.isfinite(real_features).all()
     real_as_float = (real.astype(np.float32) - 127.5) / 127.5
     np.testing.assert_array_equal(fid.inception_features(real_as_float), real_features)
-    assert real_features.shape == (10, 2048) and np.isfinite(real_features).all()
 
-    mu, sigma = fid.feature_statistics(real_features)
+    # scipy's sqrtm takes over a minute at D = 2048 on two CPU cores; the first 256 pool3
+    # features keep this check fast while going through the real network and the full fid().
+    def leading_pool3_features(preprocessed):
+        return inception_pool3(preprocessed)[:, :256]
+
+    mu, sigma = fid.feature_statistics(real_features[:, :256])
     reference = fid.FIDStatistics(mu, sigma, len(real))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        same = fid.fid(reference, real)
-        different_score = fid.fid(reference, different)
-    assert abs(same) < 1e-2
-    assert different_score > 100
+        same = fid.fid(reference, real, feature_fn=leading_pool3_features)
+        same_kind = fid.fid(
+            reference, smooth_images(seed=14, num_images=10), feature_fn=leading_pool3_features
+        )
+        different_score = fid.fid(reference, different, feature_fn=leading_pool3_features)
+    assert abs(same) < 1e-3
+    # Another draw of blobs differs by sampling noise only; stripes differ far more.
+    assert different_score > 3 * same_kind > 0

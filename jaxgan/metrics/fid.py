@@ -5,7 +5,10 @@ metrics, which reproduces the original TensorFlow implementation (TTUR):
 1. images are uint8; generated float images in [-1, 1] are quantised as
    `(x * 127.5 + 128).clip(0, 255)` and cast to uint8, which truncates;
 2. gray images are tiled to RGB;
-3. images are resized to 299x299 with NVIDIA's bilinear resampling (see `inception_preprocess`);
+3. images are resized to 299x299, bilinear with half-pixel centres (torch's
+   `interpolate(align_corners=False)`, pytorch-fid's convention); `resize='tf1'` selects the
+   sampling grid of TF1's `resize_bilinear` inside NVIDIA's TorchScript network instead
+   (see `inception_preprocess`);
 4. pixels are scaled to `(x - 128) / 128`;
 5. the 2015-12-05 Inception-v3 gives pool3 features [N, 2048];
 6. mean and covariance are taken in float64;
@@ -120,7 +123,8 @@ def to_uint8(images: Any) -> np.ndarray:
     quantised = np.empty(array.shape, np.uint8)
     images_per_chunk = max(1, _QUANTISE_CHUNK_VALUES // (height * width * channels))
     for start in range(0, num_images, images_per_chunk):
-        values = array[start : start + images_per_chunk].astype(compute_dtype)
+        stop = min(start + images_per_chunk, num_images)
+        values = array[start:stop].astype(compute_dtype)
         finite = np.isfinite(values)
         if not finite.all():
             first_bad = start + int(np.argmin(finite.reshape(len(values), -1).all(axis=1)))
@@ -128,18 +132,21 @@ def to_uint8(images: Any) -> np.ndarray:
         lowest, highest = float(values.min()), float(values.max())
         if lowest < -1 - RANGE_TOLERANCE or highest > 1 + RANGE_TOLERANCE:
             raise ValueError(
-                f"float images have values in [{lowest}, {highest}] (seen in images from "
-                f"{start}); allowed: [-1, 1] (uint8 images must have dtype uint8)"
+                f"float images {start} to {stop - 1} have values in [{lowest}, {highest}]; "
+                "allowed: [-1, 1] (images in [0, 255] must have dtype uint8)"
             )
         values *= 127.5
         values += 128
         np.clip(values, 0, 255, out=values)
-        quantised[start : start + images_per_chunk] = values.astype(np.uint8)
+        quantised[start:stop] = values.astype(np.uint8)
     return quantised
 
 
+RESIZE_MODES = ("half_pixel", "tf1")
+
+
 def _bilinear_taps(input_size: int, output_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Source indices and weights of NVIDIA's resize along one axis (see `inception_preprocess`)."""
+    """Source indices and weights of the 'tf1' resize along one axis (see `inception_preprocess`)."""
     source = np.arange(output_size, dtype=np.float64) * (input_size / output_size)
     source = np.clip(source, 0, input_size - 1)
     lower = np.floor(source).astype(np.int32)
@@ -148,32 +155,52 @@ def _bilinear_taps(input_size: int, output_size: int) -> tuple[np.ndarray, np.nd
     return lower, upper, upper_weight
 
 
-def inception_preprocess(images_uint8: jax.Array) -> jax.Array:
-    """Maps uint8 images to the input of the FID Inception network.
-
-    The resize is the one inside NVIDIA's TorchScript Inception (StyleGAN2-ADA, StyleGAN3):
-    `affine_grid` + `grid_sample(mode='bilinear', padding_mode='border', align_corners=False)`
-    with the grid shifted by 1/size_in - 1/299, which samples output pixel i at source coordinate
-    `i * size_in / 299`, clamped to the image. This reproduces TensorFlow 1's
-    `tf.image.resize_bilinear` (no half-pixel centres) inside the original TTUR graph. It is not
-    torch's `interpolate(align_corners=False)` nor `jax.image.resize`, which sample at
-    `(i + 0.5) * size_in / 299 - 0.5` (pytorch-fid's convention); for 28x28 inputs the two grids
-    are 0.45 source pixels apart. No antialiasing is applied when downsampling, as in NVIDIA's.
-
-    Args:
-        images_uint8: [B, H, W, C] uint8, C in {1, 3}.
-
-    Returns:
-        [B, 299, 299, 3] float32 `(x - 128) / 128`, values in [-1, 127/128].
-    """
-    images = images_uint8.astype(jnp.float32)
+def _resize_tf1(images: jax.Array) -> jax.Array:
     _, height, width, _ = images.shape
     lower, upper, weight = _bilinear_taps(height, INCEPTION_SIZE)
     weight = weight[None, :, None, None]
     images = images[:, lower] * (1 - weight) + images[:, upper] * weight
     lower, upper, weight = _bilinear_taps(width, INCEPTION_SIZE)
     weight = weight[None, None, :, None]
-    images = images[:, :, lower] * (1 - weight) + images[:, :, upper] * weight
+    return images[:, :, lower] * (1 - weight) + images[:, :, upper] * weight
+
+
+def _check_resize(resize: str) -> str:
+    if resize not in RESIZE_MODES:
+        raise ValueError(f"resize={resize!r} is not supported; allowed: {RESIZE_MODES}")
+    return resize
+
+
+def inception_preprocess(images_uint8: jax.Array, resize: str = "half_pixel") -> jax.Array:
+    """Maps uint8 images to the input of the FID Inception network.
+
+    Two bilinear resizes are in use in the field, and they differ by 0.45 source pixels for
+    28x28 inputs, which moves FID:
+
+    * 'half_pixel' (default): output pixel i samples source coordinate
+      `(i + 0.5) * size_in / 299 - 0.5`, as torch's `interpolate(mode='bilinear',
+      align_corners=False)` in pytorch-fid; computed with `jax.image.resize(..., 'bilinear')`,
+      which matches it when upsampling (downsampling antialiases in JAX, not in torch).
+    * 'tf1': output pixel i samples `i * size_in / 299`, clamped to the image, as TF1's
+      `tf.image.resize_bilinear` in the original TTUR graph and NVIDIA's TorchScript Inception
+      (StyleGAN2-ADA/StyleGAN3: `affine_grid` shifted by 1/size_in - 1/299, then
+      `grid_sample(bilinear, padding_mode='border', align_corners=False)`).
+
+    Args:
+        images_uint8: [B, H, W, C] uint8, C in {1, 3}.
+        resize: one of `RESIZE_MODES`.
+
+    Returns:
+        [B, 299, 299, 3] float32 `(x - 128) / 128`, values in [-1, 127/128].
+    """
+    images = images_uint8.astype(jnp.float32)
+    if _check_resize(resize) == "tf1":
+        images = _resize_tf1(images)
+    else:
+        batch, _, _, channels = images.shape
+        images = jax.image.resize(
+            images, (batch, INCEPTION_SIZE, INCEPTION_SIZE, channels), "bilinear"
+        )
     # Resizing is per channel, so tiling gray to RGB after it gives the same pixels for less work.
     images = jnp.broadcast_to(images, images.shape[:3] + (3,))
     return (images - 128) / 128
@@ -182,7 +209,7 @@ def inception_preprocess(images_uint8: jax.Array) -> jax.Array:
 # Preprocessing compiles per input shape; the feature network then always sees [B, 299, 299, 3],
 # so it compiles once per batch size whatever the image size, and its weights stay arguments of
 # its own program instead of becoming constants of a fused one.
-_jitted_preprocess = jax.jit(inception_preprocess)
+_jitted_preprocess = jax.jit(inception_preprocess, static_argnames="resize")
 
 
 def _validate_positive_int(value: Any, name: str) -> int:
@@ -198,6 +225,7 @@ def inception_features(
     feature_fn: FeatureFn | None = None,
     progress: bool = False,
     dtype: Any = jnp.float32,
+    resize: str = "half_pixel",
 ) -> np.ndarray:
     """Computes the pool3 features of images with the FID protocol.
 
@@ -215,6 +243,7 @@ def inception_features(
             `jaxgan.metrics.inception.pool3_fn(dtype)`.
         progress: show a tqdm progress bar.
         dtype: compute dtype of the default Inception network; ignored with `feature_fn`.
+        resize: the bilinear resize convention, see `inception_preprocess`.
 
     Returns:
         [N, D] float32 features (D = 2048 for the Inception network).
@@ -224,6 +253,7 @@ def inception_features(
             positive integer, or `feature_fn` does not return [B, D].
     """
     batch_size = _validate_positive_int(batch_size, "batch_size")
+    _check_resize(resize)
     images_uint8 = to_uint8(images)
     if feature_fn is None:
         from jaxgan.metrics import inception
@@ -254,7 +284,7 @@ def inception_features(
                 padding = np.zeros((batch_size - num_valid,) + batch.shape[1:], np.uint8)
                 batch = np.concatenate([batch, padding])
             # Dispatch is asynchronous: fetching the previous batch overlaps with this one.
-            device_features = feature_fn(_jitted_preprocess(jax.device_put(batch)))
+            device_features = feature_fn(_jitted_preprocess(jax.device_put(batch), resize=resize))
             if pending is not None:
                 feature_batches.append(fetch(*pending))
                 progress_bar.update(pending[1])
@@ -375,6 +405,7 @@ def image_statistics(
     feature_fn: FeatureFn | None = None,
     progress: bool = False,
     dtype: Any = jnp.float32,
+    resize: str = "half_pixel",
 ) -> FIDStatistics:
     """FID statistics of a set of images, e.g. to cache those of the test split.
 
@@ -384,6 +415,7 @@ def image_statistics(
         feature_fn: see `inception_features`.
         progress: see `inception_features`.
         dtype: see `inception_features`.
+        resize: see `inception_preprocess`.
 
     Returns:
         FIDStatistics of the pool3 features.
@@ -392,7 +424,7 @@ def image_statistics(
         ValueError: for invalid images or fewer than 2 of them.
     """
     features = inception_features(
-        images, batch_size, feature_fn=feature_fn, progress=progress, dtype=dtype
+        images, batch_size, feature_fn=feature_fn, progress=progress, dtype=dtype, resize=resize
     )
     mu, sigma = feature_statistics(features)
     return FIDStatistics(mu, sigma, len(features))
@@ -401,9 +433,9 @@ def image_statistics(
 def _warn_if_few(num_images: int, which: str) -> None:
     if num_images < POOL3_DIM:
         warnings.warn(
-            f"FID from {num_images} {which} images is strongly biased upwards (fewer images than "
-            f"the {POOL3_DIM} feature dimensions); scores are comparable only at equal N, and "
-            "10,000 or more are usual",
+            f"FID from {num_images} {which} images is strongly biased upwards: it falls as N "
+            f"grows, and below {POOL3_DIM} images the pool3 covariance is rank-deficient. Compare "
+            "scores only at equal N; 10,000 or more images are usual",
             stacklevel=3,
         )
 
@@ -416,10 +448,12 @@ def fid(
     feature_fn: FeatureFn | None = None,
     progress: bool = False,
     dtype: Any = jnp.float32,
+    resize: str = "half_pixel",
 ) -> float:
     """Fréchet Inception Distance between real and generated images (Heusel et al. 2017).
 
-    Warns when either set has fewer than 2048 images: FID falls as N grows.
+    Warns when either set has fewer than 2048 images: FID falls as N grows, so scores are
+    comparable only at equal N (Lucic et al. 2018 used 10k against 10k).
 
     Args:
         real_images: N >= 2 images accepted by `to_uint8`, or the `FIDStatistics` of the
@@ -429,6 +463,7 @@ def fid(
         feature_fn: see `inception_features`.
         progress: see `inception_features`.
         dtype: see `inception_features`.
+        resize: see `inception_preprocess`.
 
     Returns:
         FID as a Python float (lower is better).
@@ -439,7 +474,12 @@ def fid(
 
     def statistics(images: Any) -> FIDStatistics:
         return image_statistics(
-            images, batch_size=batch_size, feature_fn=feature_fn, progress=progress, dtype=dtype
+            images,
+            batch_size=batch_size,
+            feature_fn=feature_fn,
+            progress=progress,
+            dtype=dtype,
+            resize=resize,
         )
 
     real = real_images if isinstance(real_images, FIDStatistics) else statistics(real_images)

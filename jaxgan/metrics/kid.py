@@ -14,7 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from jaxgan.metrics import fid as fid_lib
+# Names, not the module: the package may re-export the function `fid`, which would shadow the
+# submodule attribute `jaxgan.metrics.fid`.
+from jaxgan.metrics.fid import FeatureFn, _validated_features, inception_features
 
 
 def polynomial_kernel(features_a: np.ndarray, features_b: np.ndarray) -> np.ndarray:
@@ -92,8 +94,8 @@ def kid_from_features(
         ValueError: on non-finite or mis-shaped features, feature widths that differ, or invalid
             counts.
     """
-    real_features = fid_lib._validated_features(real_features, "real_features", min_rows=2)
-    fake_features = fid_lib._validated_features(fake_features, "fake_features", min_rows=2)
+    real_features = _validated_features(real_features, "real_features", min_rows=2)
+    fake_features = _validated_features(fake_features, "fake_features", min_rows=2)
     if real_features.shape[1] != fake_features.shape[1]:
         raise ValueError(
             f"feature widths differ: real {real_features.shape}, fake {fake_features.shape}"
@@ -119,7 +121,7 @@ def kid(
     subset_size: int = 1000,
     seed: int = 0,
     batch_size: int = 250,
-    feature_fn: fid_lib.FeatureFn | None = None,
+    feature_fn: FeatureFn | None = None,
     progress: bool = False,
 ) -> tuple[float, float]:
     """Kernel Inception Distance between real and generated images (Bińkowski et al. 2018).
@@ -143,10 +145,10 @@ def kid(
     # Check the counts before the expensive feature pass.
     _validate_count(num_subsets, "num_subsets", 1)
     _validate_count(subset_size, "subset_size", 2)
-    real_features = fid_lib.inception_features(
+    real_features = inception_features(
         real_images, batch_size, feature_fn=feature_fn, progress=progress
     )
-    fake_features = fid_lib.inception_features(
+    fake_features = inception_features(
         fake_images, batch_size, feature_fn=feature_fn, progress=progress
     )
     return kid_from_features(

@@ -1,0 +1,40 @@
+"""The vanilla MLP GAN on FashionMNIST.
+
+Run:  python -m experiments.vanilla --config=experiments/configs/vanilla.py --workdir=results/vanilla
+Smoke (CPU, well under a minute):
+      python -m experiments.vanilla --config=experiments/configs/vanilla.py:smoke --workdir=/tmp/smoke
+
+Expected: blurry but recognisable garment shapes after 150 epochs.
+"""
+
+from jaxgan.config import base_config
+
+
+def get_config(variant: str = ""):
+    config = base_config()
+    config.model = "mlp"
+    config.latent_dim = 64
+    config.g_width = 256
+    config.d_width = 256
+    config.dropout_rate = 0.0
+    config.batch_size = 100
+    config.num_epochs = 150
+    config.learning_rate = 2e-4
+    config.b1 = 0.9
+    config.sample_every = 1
+    config.checkpoint_every = 5
+    config.eval_every = 25
+    if variant == "smoke":
+        config.g_width = 16
+        config.d_width = 16
+        config.num_epochs = 1
+        config.num_train_examples = 2000
+        config.eval_every = 1
+        config.fid_num_samples = 16
+        config.fid_batch_size = 16
+        config.kid_subset_size = 16
+        config.kid_num_subsets = 10
+        config.log_every_steps = 5
+    elif variant:
+        raise ValueError(f"unknown config variant {variant!r}; allowed: '' or 'smoke'")
+    return config.lock()
