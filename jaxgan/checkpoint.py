@@ -2,18 +2,22 @@
 
 Each checkpoint is a folder `checkpoints/<step>/` holding two items: `state` (both
 networks' params, BatchNorm statistics, optimizer states and the step) and `meta`
-(JSON: epoch, position in the epoch, the architecture signature). Orbax writes a
-checkpoint into a temporary folder and renames it when complete, so a checkpoint
-interrupted mid-write is never listed as the latest.
+(JSON: the caller's fields, e.g. epoch and architecture signature, plus the step and a
+SHA-256 of the state's bytes). Orbax writes a checkpoint into a temporary folder and
+renames it when complete, so a checkpoint interrupted mid-write is never listed as the
+latest. The digest catches what Orbax does not: a data file garbled after the write
+otherwise restores silently with wrong values.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from pathlib import Path
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from flax import serialization
 
@@ -38,13 +42,42 @@ def _state_tree(state: GANState) -> dict[str, Any]:
     return serialization.to_state_dict(state)
 
 
-class Checkpointer:
-    """Saves and restores `GANState`s under `directory`, keeping the newest `keep`."""
+def state_digest(tree: Any) -> str:
+    """SHA-256 (hex) of every leaf's path, dtype, shape and bytes, in tree order."""
+    digest = hashlib.sha256()
+    for path, leaf in jax.tree_util.tree_flatten_with_path(jax.device_get(tree))[0]:
+        array = np.ascontiguousarray(leaf)
+        digest.update(f"{jax.tree_util.keystr(path)}:{array.dtype.str}{array.shape}".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
 
-    def __init__(self, directory: str | Path, keep: int):
+
+def _describe(error: BaseException) -> str:
+    """The first line of an error, cut to a readable length (TensorStore's run long)."""
+    lines = str(error).strip().splitlines()
+    first = lines[0] if lines else ""
+    return f"{type(error).__name__}: {first[:300]}{'...' if len(first) > 300 else ''}"
+
+
+class Checkpointer:
+    """Saves and restores `GANState`s under `directory`, keeping the newest `keep`.
+
+    Args:
+      directory: the checkpoints folder (created if missing).
+      keep: how many of the newest checkpoints to keep; older ones are deleted after
+        each save.
+      remove_partial: delete the temporary folders of saves that never completed (a
+        process killed mid-write). Only the run that writes checkpoints may do this;
+        a reader (e.g. an evaluation beside a running training) must not.
+    """
+
+    def __init__(self, directory: str | Path, keep: int, *, remove_partial: bool = False):
         self.directory = Path(directory).absolute()
         options = ocp.CheckpointManagerOptions(
-            max_to_keep=keep, create=True, enable_async_checkpointing=False
+            max_to_keep=keep,
+            create=True,
+            enable_async_checkpointing=False,
+            cleanup_tmp_directories=remove_partial,
         )
         self._manager = ocp.CheckpointManager(
             self.directory, options=options, item_names=("state", "meta")
@@ -60,15 +93,19 @@ class Checkpointer:
         return list(self._manager.all_steps())
 
     def save(self, state: GANState, meta: dict[str, Any]) -> int:
-        """Writes a checkpoint named by `state.step`; returns that step."""
+        """Writes a checkpoint named by `state.step`; returns that step.
+
+        A checkpoint that already exists for this step is left as it is.
+        """
         step = int(jax.device_get(state.step))
         if step in self.all_steps():
             return step
+        tree = jax.device_get(_state_tree(state))
         self._manager.save(
             step,
             args=ocp.args.Composite(
-                state=ocp.args.StandardSave(_state_tree(state)),
-                meta=ocp.args.JsonSave({**meta, "step": step}),
+                state=ocp.args.StandardSave(tree),
+                meta=ocp.args.JsonSave({**meta, "step": step, "state_sha256": state_digest(tree)}),
             ),
             force=True,
         )
@@ -82,11 +119,7 @@ class Checkpointer:
                 step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())
             )
         except Exception as error:  # noqa: BLE001 - Orbax raises many types; report one
-            raise CheckpointError(
-                f"Checkpoint {self.directory / str(step)} is unreadable "
-                f"({type(error).__name__}: {error}). Move that folder aside to resume from "
-                f"an earlier checkpoint ({self._earlier(step)}), or use a new workdir."
-            ) from error
+            raise self._unusable(step, "is unreadable", error) from error
         return dict(restored["meta"])
 
     def restore(
@@ -95,8 +128,9 @@ class Checkpointer:
         """Restores checkpoint `step` (default: the latest) into the structure of `template`.
 
         Raises:
-          CheckpointError: the checkpoint was made by an incompatible config, or is
-            corrupt. Nothing on disk is changed.
+          CheckpointError: the checkpoint was made by an incompatible config, cannot be
+            read, or its bytes differ from those saved (checked against the SHA-256 in
+            its meta). Nothing on disk is changed.
         """
         step = self.latest_step() if step is None else step
         if step is None:
@@ -114,25 +148,34 @@ class Checkpointer:
                 f"The checkpoint in {self.directory / str(step)} was made by an incompatible "
                 f"config ({differences}). Use the same config to resume, or a new workdir."
             )
-        target = jax.tree_util.tree_map(
-            ocp.utils.to_shape_dtype_struct, _state_tree(template)
-        )
+        target = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, _state_tree(template))
         try:
             restored = self._manager.restore(
                 step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target))
             )
         except Exception as error:  # noqa: BLE001
-            raise CheckpointError(
-                f"Checkpoint {self.directory / str(step)} could not be restored "
-                f"({type(error).__name__}: {error}). Move that folder aside to resume from "
-                f"an earlier checkpoint ({self._earlier(step)}), or use a new workdir."
-            ) from error
+            raise self._unusable(step, "could not be restored", error) from error
+        expected_digest = meta.get("state_sha256")
+        if expected_digest is not None and state_digest(restored["state"]) != expected_digest:
+            raise self._unusable(
+                step, "is corrupt", "its arrays differ from the SHA-256 recorded when saved"
+            )
         state = serialization.from_state_dict(template, restored["state"])
         return state, meta
 
-    def _earlier(self, step: int) -> str:
+    def _unusable(self, step: int, problem: str, cause: BaseException | str) -> CheckpointError:
+        cause = cause if isinstance(cause, str) else _describe(cause)
         earlier = [s for s in self.all_steps() if s < step]
-        return f"step {max(earlier)}" if earlier else "none exists"
+        remedy = (
+            f"Move that folder aside to resume from the checkpoint before it (step "
+            f"{max(earlier)}), or use a new workdir."
+            if earlier
+            else "Move that folder aside to start again (no earlier checkpoint exists), or "
+            "use a new workdir."
+        )
+        return CheckpointError(
+            f"Checkpoint {self.directory / str(step)} {problem} ({cause}). {remedy}"
+        )
 
     def close(self) -> None:
         self._manager.close()

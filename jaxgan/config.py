@@ -50,6 +50,9 @@ def base_config() -> ml_collections.ConfigDict:
     return config
 
 
+_INT32_MAX = 2**31 - 1  # The step counter is int32.
+
+
 def _is_int(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
@@ -58,43 +61,67 @@ def _is_real(value) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
+def _positive_int(value) -> bool:
+    return _is_int(value) and value > 0
+
+
+def _non_negative_int(value) -> bool:
+    return _is_int(value) and value >= 0
+
+
+def _fraction(value) -> bool:
+    return _is_real(value) and 0 <= value < 1
+
+
+# field: (test, what is allowed). Every field of `base_config()` is listed.
+_RULES = {
+    "model": (lambda v: isinstance(v, str) and v in MODELS, f"one of {', '.join(MODELS)}"),
+    "latent_dim": (_positive_int, "a positive integer"),
+    "g_width": (_positive_int, "a positive integer"),
+    "d_width": (_positive_int, "a positive integer"),
+    "dropout_rate": (_fraction, "a number in [0, 1)"),
+    "dtype": (lambda v: isinstance(v, str) and v in DTYPES, f"one of {', '.join(DTYPES)}"),
+    "learning_rate": (
+        lambda v: _is_real(v) and math.isfinite(v) and v > 0,
+        "a positive finite number",
+    ),
+    "b1": (_fraction, "a number in [0, 1)"),
+    "b2": (_fraction, "a number in [0, 1)"),
+    "batch_size": (_positive_int, "a positive integer"),
+    "num_epochs": (
+        lambda v: _positive_int(v) and v <= _INT32_MAX,
+        f"an integer in [1, {_INT32_MAX}] (the step counter is int32)",
+    ),
+    "seed": (lambda v: _is_int(v) and 0 <= v < 2**32, "an integer in [0, 2**32)"),
+    "num_train_examples": (_non_negative_int, "a non-negative integer (0 means all)"),
+    "data_dir": (lambda v: isinstance(v, str), "a string path ('' for the default)"),
+    "tfds_data_dir": (lambda v: isinstance(v, str), "a string path ('' for the default)"),
+    "sample_every": (_non_negative_int, "a non-negative integer (0 disables)"),
+    "checkpoint_every": (_non_negative_int, "a non-negative integer (0: only at the end)"),
+    "keep_checkpoints": (_positive_int, "a positive integer"),
+    "log_every_steps": (_positive_int, "a positive integer"),
+    "progress": (lambda v: isinstance(v, bool), "True or False"),
+    "eval_every": (_non_negative_int, "a non-negative integer (0 disables)"),
+    "fid_num_samples": (lambda v: _is_int(v) and v >= 2, "an integer >= 2"),
+    "fid_batch_size": (_positive_int, "a positive integer"),
+    "kid_subset_size": (_positive_int, "a positive integer"),
+    "kid_num_subsets": (_positive_int, "a positive integer"),
+}
+
+
 def validate_config(config: ml_collections.ConfigDict) -> None:
-    """Raises ValueError naming the field, its value and what is allowed.
+    """Raises ValueError naming each invalid field, its value and what is allowed.
 
     Checks everything that does not need the dataset; the batch size against the
-    dataset's size is checked by `check_batch_size` once the data is loaded.
+    dataset's size is checked by `check_batch_size` once the data is loaded. Fields
+    a config adds beyond `base_config()` are not checked here.
     """
     problems = []
-
-    def need(ok: bool, field: str, allowed: str) -> None:
-        if not ok:
-            problems.append(f"config.{field}={config.get(field)!r} is invalid: {allowed}")
-
-    need(config.model in MODELS, "model", f"must be one of {', '.join(MODELS)}")
-    need(config.dtype in DTYPES, "dtype", f"must be one of {', '.join(DTYPES)}")
-    for field in ("latent_dim", "g_width", "d_width", "batch_size", "num_epochs"):
-        need(_is_int(config[field]) and config[field] > 0, field, "must be a positive integer")
-    for field in ("learning_rate",):
-        value = config[field]
-        need(_is_real(value) and math.isfinite(value) and value > 0, field,
-             "must be a positive finite number")
-    for field in ("b1", "b2"):
-        value = config[field]
-        need(_is_real(value) and 0 <= value < 1, field, "must be in [0, 1)")
-    need(_is_real(config.dropout_rate) and 0 <= config.dropout_rate < 1, "dropout_rate",
-         "must be in [0, 1)")
-    need(_is_int(config.seed) and 0 <= config.seed < 2**32, "seed",
-         "must be an integer in [0, 2**32)")
-    for field in ("sample_every", "checkpoint_every", "eval_every", "num_train_examples"):
-        need(_is_int(config[field]) and config[field] >= 0, field,
-             "must be a non-negative integer (0 disables / means all)")
-    for field in ("keep_checkpoints", "log_every_steps", "fid_batch_size",
-                  "kid_subset_size", "kid_num_subsets"):
-        need(_is_int(config[field]) and config[field] > 0, field, "must be a positive integer")
-    need(_is_int(config.fid_num_samples) and config.fid_num_samples >= 2, "fid_num_samples",
-         "must be an integer >= 2")
-    for field in ("data_dir", "tfds_data_dir"):
-        need(isinstance(config[field], str), field, "must be a string path ('' for default)")
+    for field, (is_valid, allowed) in _RULES.items():
+        if field not in config:
+            problems.append(f"config.{field} is missing; allowed: {allowed}")
+        elif not is_valid(config[field]):
+            problems.append(f"config.{field}={config[field]!r} is invalid; allowed: {allowed}")
     if problems:
         raise ValueError("Invalid config:\n  " + "\n  ".join(problems))
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import gzip
 import logging
 import os
-import shutil
 import tempfile
 import zlib
 from pathlib import Path
@@ -224,6 +223,21 @@ def read_idx(path: str | Path) -> np.ndarray:
     return payload.reshape(shape)
 
 
-def copy_tree(source: Path, destination: Path) -> None:
-    """Copies a folder (used by tests to stage IDX files)."""
-    shutil.copytree(source, destination, dirs_exist_ok=True)
+def main() -> None:
+    """`python -m jaxgan.data [DATA_DIR]`: prepares and caches FashionMNIST, or explains how."""
+    import sys
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    data_dir = sys.argv[1] if len(sys.argv) > 1 else None
+    try:
+        for split in SPLITS:
+            images, labels = load_fashion_mnist(split, data_dir=data_dir)
+            print(f"fashion_mnist {split}: images {images.shape} {images.dtype}, "
+                  f"labels {labels.shape}; cached in {_cache_path(default_cache_dir())}")
+    except (DataUnavailableError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(1) from error
+
+
+if __name__ == "__main__":
+    main()

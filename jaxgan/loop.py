@@ -2,29 +2,39 @@
 
 `train_and_evaluate(config, workdir)` runs (or resumes) one training run and writes every
 output into `workdir` (see the README's "Outputs" section).
+
+What a rerun of the same command can rely on:
+  * it resumes from the newest complete checkpoint, at the exact step, and ends with the
+    parameters an uninterrupted run would have (each epoch's shuffle and step keys come
+    from the seed and the epoch, and the step's position from `state.step`);
+  * metrics.jsonl and TensorBoard drop what was logged after that checkpoint, and a
+    checkpoint saved mid-epoch carries the epoch's per-step metrics so far, so the
+    epoch's line equals the uninterrupted one;
+  * no checkpoint holds NaN/Inf: divergence stops the run before the next save;
+  * one run at a time per workdir (an advisory lock, released when the process ends).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
 import signal
-import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import tqdm
 
 from jaxgan import config as config_lib
 from jaxgan import data, images
-from jaxgan.checkpoint import Checkpointer, signature
+from jaxgan.checkpoint import Checkpointer, CheckpointError, signature
 from jaxgan.train import (
     GANState,
     count_params,
@@ -40,10 +50,11 @@ log = logging.getLogger("jaxgan")
 NUM_SAMPLES = 64
 # Fixed sub-keys of the seed, so that each use of randomness is independent of the others.
 _INIT, _TRAIN, _SAMPLES, _EVAL = range(4)
+_MAX_STEPS = int(np.iinfo(np.int32).max)  # GANState.step is int32.
 
 
 class NonFiniteLossError(FloatingPointError):
-    """A training metric became NaN or Inf."""
+    """A training metric or a parameter became NaN or Inf."""
 
 
 class TrainingInterrupted(Exception):
@@ -70,13 +81,46 @@ def prepare_workdir(workdir: str | os.PathLike) -> Path:
     return path
 
 
-def _log_to_file(workdir: Path) -> logging.Handler:
+@contextlib.contextmanager
+def _logging_to(workdir: Path) -> Iterator[None]:
+    """Copies the log (INFO and above) into workdir/train.log while the block runs."""
     handler = logging.FileHandler(workdir / "train.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    logging.getLogger().addHandler(handler)
-    if logging.getLogger().level > logging.INFO or logging.getLogger().level == 0:
-        logging.getLogger().setLevel(logging.INFO)
-    return handler
+    root = logging.getLogger()
+    root.addHandler(handler)
+    if root.level > logging.INFO or root.level == logging.NOTSET:
+        root.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        handler.close()
+
+
+@contextlib.contextmanager
+def _exclusive(workdir: Path) -> Iterator[None]:
+    """Holds an advisory lock on workdir, so that two runs never write the same files.
+
+    The kernel releases the lock when the process ends, however it ends.
+    """
+    with (workdir / ".lock").open("a+") as lock_file:
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock_file.seek(0)
+            owner = lock_file.read().strip() or "unknown"
+            raise ValueError(
+                f"workdir={str(workdir)!r} is in use by another training run (pid {owner}); "
+                "allowed: a workdir no other run is using (wait for that run to end)"
+            ) from None
+        lock_file.seek(0)
+        lock_file.truncate()
+        lock_file.write(f"{os.getpid()}\n")
+        lock_file.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(lock_file, fcntl.LOCK_UN)
 
 
 def _write_json(path: Path, payload: Any) -> None:
@@ -92,10 +136,11 @@ def _trim_metrics_log(path: Path, last_step: int) -> None:
     kept = []
     for line in path.read_text().splitlines():
         try:
-            if json.loads(line).get("step", 0) <= last_step:
-                kept.append(line)
+            record = json.loads(line)
         except json.JSONDecodeError:
             continue  # A line cut short by a kill.
+        if isinstance(record, dict) and record.get("step", 0) <= last_step:
+            kept.append(line)
     tmp = path.with_suffix(".jsonl.tmp")
     tmp.write_text("".join(line + "\n" for line in kept))
     os.replace(tmp, path)
@@ -107,6 +152,25 @@ def _first_non_finite(chunk_metrics: dict[str, np.ndarray], first_step: int) -> 
         if bad.size:
             return f"{name}={values[bad[0]]} at step {first_step + int(bad[0]) + 1}"
     return None
+
+
+def _non_finite_arrays(state: GANState) -> list[str]:
+    """Paths of the state's float arrays that hold a NaN or Inf."""
+    leaves = jax.tree_util.tree_flatten_with_path(jax.device_get(state))[0]
+    return [
+        jax.tree_util.keystr(path)
+        for path, leaf in leaves
+        if np.issubdtype(np.asarray(leaf).dtype, np.inexact) and not np.isfinite(leaf).all()
+    ]
+
+
+def _check_workdir(workdir: Path, step: int) -> None:
+    # Writers below create missing parents, which would scatter a half workdir.
+    if not workdir.is_dir():
+        raise FileNotFoundError(
+            f"workdir {workdir} disappeared during training (at step {step}); nothing more "
+            "was written. Put it back to resume from its last checkpoint, or start again."
+        )
 
 
 class _SignalCatcher:
@@ -130,8 +194,10 @@ class _SignalCatcher:
             signal.signal(signum, self._previous.get(signum, signal.SIG_DFL))
             raise KeyboardInterrupt
         self.signum = signum
-        log.warning("Received %s: finishing the current steps, then saving a checkpoint",
-                    signal.Signals(signum).name)
+        log.warning(
+            "Received %s: finishing the current steps, then saving a checkpoint",
+            signal.Signals(signum).name,
+        )
 
     def __exit__(self, *exc):
         for signum, handler in self._previous.items():
@@ -158,21 +224,36 @@ def train_and_evaluate(
       The final state.
 
     Raises:
-      ValueError: invalid config or workdir (before any compilation).
-      NonFiniteLossError: a loss became NaN/Inf; the last good checkpoint is kept.
+      ValueError: invalid config or workdir, or the workdir is in use by another run
+        (all before any compilation).
+      CheckpointError: (a ValueError) the latest checkpoint is corrupt or was made by an
+        incompatible config; nothing on disk is changed.
+      NonFiniteLossError: a loss or parameter became NaN/Inf; the last good checkpoint is
+        kept and nothing after it is saved.
       TrainingInterrupted: SIGTERM/SIGINT; a checkpoint was saved first.
+      FileNotFoundError: the workdir disappeared during training.
     """
-    config_lib.validate_config(config)
-    workdir = prepare_workdir(workdir)
-    handler = _log_to_file(workdir)
     try:
-        return _train(config, workdir, evaluator_factory)
-    except Exception as error:
-        log.error("%s: %s", type(error).__name__, error)
+        config_lib.validate_config(config)
+    except ValueError as error:
+        existing = Path(workdir).expanduser().absolute()
+        with contextlib.ExitStack() as stack:
+            if existing.is_dir():  # A rerun in a workdir: keep its log complete.
+                with contextlib.suppress(OSError):
+                    stack.enter_context(_logging_to(existing))
+            log.error("%s: %s", type(error).__name__, error)
         raise
-    finally:
-        logging.getLogger().removeHandler(handler)
-        handler.close()
+    workdir = prepare_workdir(workdir)
+    with _logging_to(workdir):
+        try:
+            with _exclusive(workdir):
+                return _train(config, workdir, evaluator_factory)
+        except TrainingInterrupted as interrupted:
+            log.warning("%s", interrupted)
+            raise
+        except Exception as error:
+            log.error("%s: %s", type(error).__name__, error)
+            raise
 
 
 def _train(config, workdir: Path, evaluator_factory) -> GANState:
@@ -180,49 +261,134 @@ def _train(config, workdir: Path, evaluator_factory) -> GANState:
     train_images, _ = data.load_fashion_mnist(
         "train", data_dir=config.data_dir or None, tfds_data_dir=config.tfds_data_dir or None
     )
+    if config.num_train_examples > len(train_images):
+        raise ValueError(
+            f"config.num_train_examples={config.num_train_examples} is larger than the "
+            f"training set ({len(train_images)} images); allowed: 0 (all) to {len(train_images)}"
+        )
     if config.num_train_examples:
         train_images = train_images[: config.num_train_examples]
     config_lib.check_batch_size(config.batch_size, len(train_images))
     steps_per_epoch = len(train_images) // config.batch_size
-    total_steps = steps_per_epoch * config.num_epochs
+    if steps_per_epoch * config.num_epochs > _MAX_STEPS:
+        raise ValueError(
+            f"config.num_epochs={config.num_epochs} gives {steps_per_epoch * config.num_epochs} "
+            f"steps, more than the int32 step counter holds; allowed: at most "
+            f"{_MAX_STEPS // steps_per_epoch} epochs of {steps_per_epoch} steps"
+        )
 
     seed_key = jax.random.key(config.seed)
     state = create_state(config, jax.random.fold_in(seed_key, _INIT))
     log.info(
         "%s: generator %s parameters, discriminator %s parameters; %d steps per epoch "
         "(batch %d, %d images), %d epochs, dtype %s, devices %s",
-        config.model, f"{count_params(state.g_params):,}", f"{count_params(state.d_params):,}",
-        steps_per_epoch, config.batch_size, len(train_images), config.num_epochs,
-        config.dtype, jax.devices(),
+        config.model,
+        f"{count_params(state.g_params):,}",
+        f"{count_params(state.d_params):,}",
+        steps_per_epoch,
+        config.batch_size,
+        len(train_images),
+        config.num_epochs,
+        config.dtype,
+        jax.devices(),
     )
 
-    checkpointer = Checkpointer(workdir / "checkpoints", config.keep_checkpoints)
+    # This run holds the workdir's lock, so unfinished saves of a killed run can go.
+    checkpointer = Checkpointer(
+        workdir / "checkpoints", config.keep_checkpoints, remove_partial=True
+    )
+    try:
+        return _train_from_checkpoint(
+            config,
+            workdir,
+            evaluator_factory,
+            checkpointer,
+            state,
+            seed_key,
+            train_images,
+            steps_per_epoch,
+        )
+    finally:
+        checkpointer.close()
+
+
+def _train_from_checkpoint(
+    config,
+    workdir: Path,
+    evaluator_factory,
+    checkpointer: Checkpointer,
+    state: GANState,
+    seed_key: jax.Array,
+    train_images: np.ndarray,
+    steps_per_epoch: int,
+) -> GANState:
     run_signature = signature(config)
+    # Per-step metrics of the epoch a mid-epoch checkpoint was saved in, up to its step.
+    resumed_metrics: dict[str, list[float]] = {}
     if checkpointer.latest_step() is not None:
         state, meta = checkpointer.restore(state, run_signature)
-        if meta.get("steps_per_epoch") != steps_per_epoch:
-            if int(state.step) % steps_per_epoch or meta.get("steps_per_epoch") is None:
-                raise ValueError(
-                    f"The checkpoint at step {int(state.step)} was made with "
-                    f"{meta.get('steps_per_epoch')} steps per epoch, this config has "
-                    f"{steps_per_epoch} (batch_size / num_train_examples changed); resume "
-                    "with the original values or use a new workdir"
-                )
-        log.info("Resumed from %s at step %d", checkpointer.directory / str(int(state.step)),
-                 int(state.step))
+        step = int(state.step)
+        if step and meta.get("steps_per_epoch") != steps_per_epoch:
+            raise CheckpointError(
+                f"The checkpoint {checkpointer.directory / str(step)} was made with "
+                f"{meta.get('steps_per_epoch')} steps per epoch, this config has "
+                f"{steps_per_epoch} (batch_size or num_train_examples changed); resume with "
+                "the original values, or use a new workdir"
+            )
+        resumed_metrics = meta.get("epoch_step_metrics") or {}
+        log.info("Resumed from %s at step %d", checkpointer.directory / str(step), step)
     start_step = int(state.step)
+    if start_step >= steps_per_epoch * config.num_epochs:
+        log.info(
+            "All %d epochs are done (step %d): only the final outputs are rewritten",
+            config.num_epochs,
+            start_step,
+        )
     metrics_path = workdir / "metrics.jsonl"
     _trim_metrics_log(metrics_path, start_step)
 
     from tensorboardX import SummaryWriter  # Imported late: it is slow to import.
 
-    writer = SummaryWriter(str(workdir / "tensorboard"))
+    # purge_step hides events a killed run logged after the checkpoint resumed from.
+    writer = SummaryWriter(str(workdir / "tensorboard"), purge_step=start_step + 1)
+    try:
+        return _run_epochs(
+            config,
+            workdir,
+            evaluator_factory,
+            checkpointer,
+            state,
+            seed_key,
+            train_images,
+            steps_per_epoch,
+            run_signature,
+            resumed_metrics,
+            writer,
+        )
+    finally:
+        writer.close()
+
+
+def _run_epochs(
+    config,
+    workdir: Path,
+    evaluator_factory,
+    checkpointer: Checkpointer,
+    state: GANState,
+    seed_key: jax.Array,
+    train_images: np.ndarray,
+    steps_per_epoch: int,
+    run_signature: dict[str, Any],
+    resumed_metrics: dict[str, list[float]],
+    writer,
+) -> GANState:
     evaluator = None
     if config.eval_every:
         if evaluator_factory is None:
             from jaxgan.evaluation import Evaluator as evaluator_factory
         test_images, _ = data.load_fashion_mnist(
-            "test", data_dir=config.data_dir or None,
+            "test",
+            data_dir=config.data_dir or None,
             tfds_data_dir=config.tfds_data_dir or None,
         )
         evaluator = evaluator_factory(config, workdir, test_images)
@@ -234,20 +400,42 @@ def _train(config, workdir: Path, evaluator_factory) -> GANState:
         jax.random.fold_in(seed_key, _SAMPLES), (NUM_SAMPLES, config.latent_dim)
     )
     train_key = jax.random.fold_in(seed_key, _TRAIN)
+    eval_key = jax.random.fold_in(seed_key, _EVAL)
 
-    def checkpoint_meta(epoch: int) -> dict[str, Any]:
-        return {"epoch": epoch, "steps_per_epoch": steps_per_epoch, "signature": run_signature}
+    def save_checkpoint(
+        state: GANState, epoch: int, epoch_step_metrics: dict[str, list[float]] | None = None
+    ) -> int:
+        """Saves `state`, `epoch` (completed epochs) and a mid-epoch's metrics so far."""
+        step = int(state.step)
+        _check_workdir(workdir, step)
+        bad = _non_finite_arrays(state)
+        if bad:
+            raise NonFiniteLossError(
+                f"Training diverged: {', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''} hold "
+                f"NaN/Inf at step {step}. {_kept_message(checkpointer)}"
+            )
+        meta = {"epoch": epoch, "steps_per_epoch": steps_per_epoch, "signature": run_signature}
+        if epoch_step_metrics:
+            meta["epoch_step_metrics"] = epoch_step_metrics
+        return checkpointer.save(state, meta)
 
+    metrics_path = workdir / "metrics.jsonl"
     results: dict[str, Any] = {}
     with _SignalCatcher() as signals, metrics_path.open("a") as metrics_file:
-        for epoch in range(start_step // steps_per_epoch, config.num_epochs):
+        for epoch in range(int(state.step) // steps_per_epoch, config.num_epochs):
             epoch_start = time.time()
             shuffle_key, step_key = split_epoch_key(jax.random.fold_in(train_key, epoch))
             batches = shuffle(images_on_device, shuffle_key, config.batch_size)
             position = int(state.step) - epoch * steps_per_epoch
-            chunks = []
+            step_metrics: dict[str, list[np.ndarray]] = {
+                name: [np.asarray(values, np.float32)]
+                for name, values in (resumed_metrics if position else {}).items()
+            }
             with tqdm.tqdm(
-                total=steps_per_epoch, initial=position, unit="step", leave=False,
+                total=steps_per_epoch,
+                initial=position,
+                unit="step",
+                leave=False,
                 desc=f"epoch {epoch + 1}/{config.num_epochs}",
                 disable=None if config.progress else True,
             ) as bar:
@@ -258,33 +446,48 @@ def _train(config, workdir: Path, evaluator_factory) -> GANState:
                     problem = _first_non_finite(chunk, epoch * steps_per_epoch + position)
                     if problem:
                         raise NonFiniteLossError(
-                            f"Training diverged: {problem} (epoch {epoch + 1}). Nothing after "
-                            f"the last checkpoint (step {checkpointer.latest_step()}) was "
-                            "saved; lower learning_rate or change the seed and resume."
+                            f"Training diverged: {problem} (epoch {epoch + 1}). "
+                            f"{_kept_message(checkpointer)}"
                         )
-                    chunks.append(chunk)
+                    for name, values in chunk.items():
+                        step_metrics.setdefault(name, []).append(values)
                     bar.update(end - position)
-                    bar.set_postfix(d_loss=f"{chunk['d_loss'][-1]:.3f}",
-                                    g_loss=f"{chunk['g_loss'][-1]:.3f}")
+                    bar.set_postfix(
+                        d_loss=f"{chunk['d_loss'][-1]:.3f}", g_loss=f"{chunk['g_loss'][-1]:.3f}"
+                    )
                     position = end
-                    if signals.signum is not None:
-                        step = checkpointer.save(state, checkpoint_meta(epoch))
-                        message = (
-                            f"Stopped by {signal.Signals(signals.signum).name} at step {step} "
-                            f"(epoch {epoch + 1}, {position}/{steps_per_epoch} steps); "
-                            f"checkpoint saved in {checkpointer.directory / str(step)}. "
-                            "Run the same command again to resume."
+                    # At the epoch's end the epoch is finished first (metrics, samples).
+                    if signals.signum is not None and position < steps_per_epoch:
+                        step = save_checkpoint(
+                            state,
+                            epoch,
+                            {
+                                name: np.concatenate(values).tolist()
+                                for name, values in step_metrics.items()
+                            },
                         )
-                        log.warning(message)
-                        raise TrainingInterrupted(signals.signum, message)
+                        raise TrainingInterrupted(
+                            signals.signum,
+                            (
+                                f"Stopped by {signal.Signals(signals.signum).name} at step {step} "
+                                f"(epoch {epoch + 1}, {position}/{steps_per_epoch} steps); "
+                                f"checkpoint saved in {checkpointer.directory / str(step)}. "
+                                f"Run the same command again to resume from step {step}."
+                            ),
+                        )
             epoch_metrics = {
-                name: float(np.mean(np.concatenate([c[name] for c in chunks])))
-                for name in chunks[0]
+                name: float(np.mean(np.concatenate(values)))
+                for name, values in step_metrics.items()
             }
             finished = epoch + 1
             is_last = finished == config.num_epochs
-            record = {"epoch": finished, "step": int(state.step),
-                      "epoch_seconds": round(time.time() - epoch_start, 3), **epoch_metrics}
+            record = {
+                "epoch": finished,
+                "step": int(state.step),
+                "epoch_seconds": round(time.time() - epoch_start, 3),
+                **epoch_metrics,
+            }
+            _check_workdir(workdir, int(state.step))
 
             if config.sample_every and (finished % config.sample_every == 0 or is_last):
                 grid = images.make_grid(sample(state, fixed_latents))
@@ -292,9 +495,7 @@ def _train(config, workdir: Path, evaluator_factory) -> GANState:
                 writer.add_image("samples", grid, int(state.step), dataformats="HWC")
             if evaluator is not None and (finished % config.eval_every == 0 or is_last):
                 eval_start = time.time()
-                results = evaluator.evaluate(
-                    state, jax.random.fold_in(jax.random.fold_in(seed_key, _EVAL), finished)
-                )
+                results = evaluator.evaluate(state, jax.random.fold_in(eval_key, finished))
                 record.update({k: v for k, v in results.items() if isinstance(v, float)})
                 record["eval_seconds"] = round(time.time() - eval_start, 3)
             record["wall_time"] = time.time()
@@ -308,26 +509,55 @@ def _train(config, workdir: Path, evaluator_factory) -> GANState:
             log.info(
                 "epoch %d/%d step %d: d_loss %.4f g_loss %.4f D(x) %.3f D(G(z)) %.3f "
                 "D acc real %.3f fake %.3f%s (%.1fs)",
-                finished, config.num_epochs, record["step"], record["d_loss"],
-                record["g_loss"], record["d_real"], record["d_fake"], record["d_real_acc"],
+                finished,
+                config.num_epochs,
+                record["step"],
+                record["d_loss"],
+                record["g_loss"],
+                record["d_real"],
+                record["d_fake"],
+                record["d_real_acc"],
                 record["d_fake_acc"],
                 "".join(f" {k} {record[k]:.4g}" for k in ("fid", "kid_mean") if k in record),
                 record["epoch_seconds"],
             )
-            if finished % config.checkpoint_every == 0 or is_last:
-                checkpointer.save(state, checkpoint_meta(finished))
-            if signals.signum is not None:
-                step = checkpointer.save(state, checkpoint_meta(finished))
-                message = (f"Stopped by {signal.Signals(signals.signum).name} after epoch "
-                           f"{finished} (step {step}); run the same command again to resume.")
-                log.warning(message)
-                raise TrainingInterrupted(signals.signum, message)
+            if is_last or (config.checkpoint_every and finished % config.checkpoint_every == 0):
+                save_checkpoint(state, finished)
+            # After the last epoch only the final outputs remain: finish them instead.
+            if signals.signum is not None and not is_last:
+                step = save_checkpoint(state, finished)
+                raise TrainingInterrupted(
+                    signals.signum,
+                    (
+                        f"Stopped by {signal.Signals(signals.signum).name} after epoch "
+                        f"{finished} (step {step}); checkpoint saved in "
+                        f"{checkpointer.directory / str(step)}. Run the same command again to "
+                        f"resume from step {step}."
+                    ),
+                )
 
-    final = images.make_grid(sample(state, fixed_latents))
-    images.save_png(workdir / "fashion_mnist_samples.png", final, scale=2)
-    if evaluator is not None and results:
-        evaluator.write_report(results, workdir / "fid_result.txt")
-    writer.close()
-    checkpointer.close()
+        _check_workdir(workdir, int(state.step))
+        final = images.make_grid(sample(state, fixed_latents))
+        images.save_png(workdir / "fashion_mnist_samples.png", final, scale=2)
+        report = workdir / "fid_result.txt"
+        if evaluator is not None and not results and not report.exists():
+            # Finished earlier, but stopped before the report was written.
+            completed = int(state.step) // steps_per_epoch
+            results = evaluator.evaluate(state, jax.random.fold_in(eval_key, completed))
+        if evaluator is not None and results:
+            evaluator.write_report(results, report)
     log.info("Done: %d steps; outputs in %s", int(state.step), workdir)
     return state
+
+
+def _kept_message(checkpointer: Checkpointer) -> str:
+    last = checkpointer.latest_step()
+    kept = (
+        f"the last checkpoint (step {last}) is kept"
+        if last is not None
+        else "no checkpoint had been saved yet"
+    )
+    return (
+        f"Nothing after it was saved: {kept}. Lower learning_rate or change the seed, "
+        "then run again (a new learning_rate resumes from that checkpoint)."
+    )

@@ -48,6 +48,16 @@ class GANState(struct.PyTreeNode):
     latent_dim: int = struct.field(pytree_node=False)
 
 
+@functools.lru_cache(maxsize=None)
+def adam(learning_rate: float, b1: float, b2: float) -> optax.GradientTransformation:
+    """Adam, memoised so that equal settings give the same (static) object.
+
+    States built by separate `create_state` calls then share one tree structure: they can
+    be stacked for `jax.vmap`, and a jitted step compiled for one serves the others.
+    """
+    return optax.adam(learning_rate, b1=b1, b2=b2)
+
+
 def create_state(config: Any, key: jax.Array) -> GANState:
     """Initialises both networks and their Adam optimizers.
 
@@ -64,8 +74,7 @@ def create_state(config: Any, key: jax.Array) -> GANState:
         dropout_rate=config.dropout_rate,
         dtype=config.dtype,
     )
-    g_tx = optax.adam(config.learning_rate, b1=config.b1, b2=config.b2)
-    d_tx = optax.adam(config.learning_rate, b1=config.b1, b2=config.b2)
+    g_tx = d_tx = adam(float(config.learning_rate), float(config.b1), float(config.b2))
 
     # One compiled initialisation instead of hundreds of small eager ops.
     @jax.jit

@@ -1,0 +1,252 @@
+"""Config validation: every field fuzzed, and every refusal before data or compilation."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import ml_collections
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from experiments.configs import dcgan, vanilla
+from jaxgan import config as config_lib
+from jaxgan import loop
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _int_at_least(low: int, high: float = math.inf):
+    return lambda v: isinstance(v, int) and not isinstance(v, bool) and low <= v <= high
+
+
+def _real(test):
+    return lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and test(v)
+
+
+# What each numeric field accepts, written from the README's config reference rather
+# than from the validator, so that the two are checked against each other.
+ALLOWED = {
+    "latent_dim": _int_at_least(1),
+    "g_width": _int_at_least(1),
+    "d_width": _int_at_least(1),
+    "batch_size": _int_at_least(1),
+    "num_epochs": _int_at_least(1, 2**31 - 1),
+    "seed": _int_at_least(0, 2**32 - 1),
+    "num_train_examples": _int_at_least(0),
+    "sample_every": _int_at_least(0),
+    "checkpoint_every": _int_at_least(0),
+    "eval_every": _int_at_least(0),
+    "keep_checkpoints": _int_at_least(1),
+    "log_every_steps": _int_at_least(1),
+    "fid_num_samples": _int_at_least(2),
+    "fid_batch_size": _int_at_least(1),
+    "kid_subset_size": _int_at_least(1),
+    "kid_num_subsets": _int_at_least(1),
+    "dropout_rate": _real(lambda v: 0 <= v < 1),
+    "b1": _real(lambda v: 0 <= v < 1),
+    "b2": _real(lambda v: 0 <= v < 1),
+    "learning_rate": _real(lambda v: math.isfinite(v) and v > 0),
+}
+
+NUMERIC_FIELDS = sorted(
+    name
+    for name, value in config_lib.base_config().items()
+    if isinstance(value, (int, float)) and not isinstance(value, bool)
+)
+
+ANY_VALUE = st.one_of(
+    st.integers(),
+    st.integers(-3, 3),
+    st.integers(2**31 - 3, 2**32 + 3),
+    st.sampled_from([2**63, -(2**63), 10**30]),
+    st.floats(),  # NaN and +-inf included.
+    st.floats(0, 1),
+    st.text(max_size=6),
+    st.none(),
+    st.booleans(),
+)
+
+
+def config_with(**changes) -> ml_collections.ConfigDict:
+    """The base config with fields set to values of any type (ConfigDict would refuse)."""
+    return ml_collections.ConfigDict({**config_lib.base_config().to_dict(), **changes})
+
+
+def test_every_numeric_field_has_a_rule():
+    assert NUMERIC_FIELDS == sorted(ALLOWED)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        config_lib.base_config(),
+        dcgan.get_config(),
+        dcgan.get_config("smoke"),
+        vanilla.get_config(),
+        vanilla.get_config("smoke"),
+    ],
+)
+def test_shipped_configs_are_valid(config):
+    config_lib.validate_config(config)
+
+
+@settings(max_examples=400, deadline=None)
+@given(field=st.sampled_from(NUMERIC_FIELDS), value=ANY_VALUE)
+def test_each_numeric_field_accepts_exactly_its_allowed_values(field, value):
+    config = config_with(**{field: value})
+    if ALLOWED[field](value):
+        config_lib.validate_config(config)
+        return
+    with pytest.raises(ValueError) as raised:
+        config_lib.validate_config(config)
+    message = str(raised.value)
+    assert f"config.{field}={value!r} is invalid; allowed:" in message
+    assert message.count("config.") == 1  # No other field is blamed.
+
+
+@settings(max_examples=100, deadline=None)
+@given(changes=st.dictionaries(st.sampled_from(NUMERIC_FIELDS), ANY_VALUE, min_size=2))
+def test_every_invalid_field_is_named_at_once(changes):
+    invalid = sorted(f for f, v in changes.items() if not ALLOWED[f](v))
+    if not invalid:
+        config_lib.validate_config(config_with(**changes))
+        return
+    with pytest.raises(ValueError) as raised:
+        config_lib.validate_config(config_with(**changes))
+    named = sorted(f for f in changes if f"config.{f}=" in str(raised.value))
+    assert named == invalid
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("model", "resnet"),
+        ("model", ""),
+        ("model", None),
+        ("model", 3),
+        ("dtype", "float16"),
+        ("dtype", ["float32"]),
+        ("progress", 1),
+        ("progress", "yes"),
+        ("data_dir", None),
+        ("tfds_data_dir", 0),
+    ],
+)
+def test_other_fields_are_checked(field, value):
+    with pytest.raises(ValueError, match=f"config.{field}=.* is invalid; allowed:"):
+        config_lib.validate_config(config_with(**{field: value}))
+
+
+def test_unknown_model_lists_the_known_ones():
+    with pytest.raises(
+        ValueError, match="config.model='resnet' is invalid; allowed: one of dcgan, mlp"
+    ):
+        config_lib.validate_config(config_with(model="resnet"))
+
+
+def test_missing_field_is_named():
+    config = config_lib.base_config().to_dict()
+    del config["keep_checkpoints"]
+    with pytest.raises(ValueError, match="config.keep_checkpoints is missing"):
+        config_lib.validate_config(ml_collections.ConfigDict(config))
+
+
+@pytest.mark.parametrize("batch_size, num_examples, ok", [(64, 64, True), (65, 64, False)])
+def test_batch_size_against_dataset(batch_size, num_examples, ok):
+    if ok:
+        config_lib.check_batch_size(batch_size, num_examples)
+        return
+    with pytest.raises(ValueError, match="batch_size=65 is larger than the training set"):
+        config_lib.check_batch_size(batch_size, num_examples)
+
+
+@pytest.fixture
+def nothing_compiles(monkeypatch):
+    """Makes model creation (the first compilation) fail the test if it is reached."""
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("create_state was called: the config error came too late")
+
+    monkeypatch.setattr(loop, "create_state", forbidden)
+
+
+@pytest.fixture
+def thousand_images(monkeypatch):
+    """A 1000-image training set, loaded without touching the real data."""
+    calls = []
+
+    def load(split, **kwargs):
+        calls.append(split)
+        return np.zeros((1000, 28, 28), np.uint8), np.zeros(1000, np.int64)
+
+    monkeypatch.setattr(loop.data, "load_fashion_mnist", load)
+    return calls
+
+
+def test_invalid_config_is_refused_before_data_and_workdir(
+    tmp_path, nothing_compiles, thousand_images
+):
+    workdir = tmp_path / "run"
+    with pytest.raises(ValueError, match="config.learning_rate=nan is invalid"):
+        loop.train_and_evaluate(config_with(learning_rate=float("nan")), workdir)
+    assert thousand_images == []
+    assert not workdir.exists()
+
+
+def test_invalid_config_on_rerun_is_logged_in_the_workdir(tmp_path, nothing_compiles):
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    with pytest.raises(ValueError):
+        loop.train_and_evaluate(config_with(num_epochs=0), workdir)
+    assert "config.num_epochs=0 is invalid" in (workdir / "train.log").read_text()
+
+
+@pytest.mark.parametrize(
+    "changes, expected",
+    [
+        ({"batch_size": 1001}, r"config.batch_size=1001 is larger than the training set \(1000"),
+        ({"num_train_examples": 1001}, "config.num_train_examples=1001 is larger than the"),
+        (
+            {"batch_size": 1, "num_epochs": 2**31 - 1},
+            "config.num_epochs=2147483647 gives 2147483647000 steps, more than the int32 step "
+            "counter holds; allowed: at most 2147483 epochs",
+        ),
+    ],
+)
+def test_dataset_dependent_refusals_come_before_compilation(
+    tmp_path, nothing_compiles, thousand_images, changes, expected
+):
+    config = dcgan.get_config("smoke")
+    config.num_train_examples = 0
+    for field, value in changes.items():
+        config[field] = value
+    with pytest.raises(ValueError, match=expected) as raised:
+        loop.train_and_evaluate(config, tmp_path / "run")
+    assert thousand_images == ["train"]
+    assert str(raised.value) in (tmp_path / "run" / "train.log").read_text()
+
+
+def test_typo_in_a_config_key_on_the_command_line_is_an_error(tmp_path):
+    workdir = tmp_path / "run"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "experiments.dcgan",
+            "--config=experiments/configs/dcgan.py:smoke",
+            "--config.num_epoch=3",
+            f"--workdir={workdir}",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert "num_epoch" in result.stderr
+    assert not workdir.exists()
