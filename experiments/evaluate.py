@@ -30,8 +30,12 @@ def main(argv) -> None:
     logging.getLogger("absl").setLevel(logging.WARNING)
     try:
         results = evaluation_cli.run(
-            workdir=FLAGS.workdir, num_samples=FLAGS.num_samples, real=FLAGS.real,
-            fake=FLAGS.fake, output=FLAGS.output, batch_size=FLAGS.batch_size,
+            workdir=FLAGS.workdir,
+            num_samples=FLAGS.num_samples,
+            real=FLAGS.real,
+            fake=FLAGS.fake,
+            output=FLAGS.output,
+            batch_size=FLAGS.batch_size,
             resize=FLAGS.resize,
         )
     except (ValueError, FileNotFoundError) as error:

@@ -127,6 +127,9 @@ class Checkpointer:
     ) -> tuple[GANState, dict[str, Any]]:
         """Restores checkpoint `step` (default: the latest) into the structure of `template`.
 
+        `template` may be a real state or its `jax.eval_shape`; its static fields (modules,
+        optimizers) are kept.
+
         Raises:
           CheckpointError: the checkpoint was made by an incompatible config, cannot be
             read, or its bytes differ from those saved (checked against the SHA-256 in
@@ -155,12 +158,16 @@ class Checkpointer:
             )
         except Exception as error:  # noqa: BLE001
             raise self._unusable(step, "could not be restored", error) from error
+        arrays = jax.device_get(restored["state"])
         expected_digest = meta.get("state_sha256")
-        if expected_digest is not None and state_digest(restored["state"]) != expected_digest:
+        if expected_digest is not None and state_digest(arrays) != expected_digest:
             raise self._unusable(
                 step, "is corrupt", "its arrays differ from the SHA-256 recorded when saved"
             )
-        state = serialization.from_state_dict(template, restored["state"])
+        # Uncommitted arrays on the default device, like a fresh `create_state`'s: a jitted
+        # step then lowers to the same program as in the run that saved the checkpoint
+        # (Orbax's committed arrays add sharding annotations and force a recompilation).
+        state = serialization.from_state_dict(template, jax.device_put(arrays))
         return state, meta
 
     def _unusable(self, step: int, problem: str, cause: BaseException | str) -> CheckpointError:

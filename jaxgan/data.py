@@ -232,8 +232,10 @@ def main() -> None:
     try:
         for split in SPLITS:
             images, labels = load_fashion_mnist(split, data_dir=data_dir)
-            print(f"fashion_mnist {split}: images {images.shape} {images.dtype}, "
-                  f"labels {labels.shape}; cached in {_cache_path(default_cache_dir())}")
+            print(
+                f"fashion_mnist {split}: images {images.shape} {images.dtype}, "
+                f"labels {labels.shape}; cached in {_cache_path(default_cache_dir())}"
+            )
     except (DataUnavailableError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(1) from error

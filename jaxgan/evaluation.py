@@ -18,13 +18,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxgan import data
+from jaxgan.metrics.classifier import discriminator_metrics
 from jaxgan.metrics.fid import (
     POOL3_DIM,
     feature_statistics,
     frechet_distance,
     inception_features,
 )
-from jaxgan.metrics.classifier import discriminator_metrics
 from jaxgan.metrics.kid import kid_from_features
 from jaxgan.metrics.prdc import prdc
 from jaxgan.train import GANState, images_to_float
@@ -91,9 +91,22 @@ def _atomic_savez(path: Path, **arrays: np.ndarray) -> None:
 
 
 def reference_features(
-    test_images: np.ndarray, num: int, *, batch_size: int, resize: str, cache_dir: Path
+    test_images: np.ndarray,
+    num: int,
+    *,
+    batch_size: int,
+    resize: str,
+    cache_dir: Path | None,
+    feature_fn=None,
 ) -> np.ndarray:
-    """Pool3 features [num, 2048] of the first `num` test images, cached on disk."""
+    """Pool3 features [num, 2048] of the first `num` test images, cached on disk.
+
+    With a custom `feature_fn` (tests) or `cache_dir=None` nothing is cached.
+    """
+    if feature_fn is not None or cache_dir is None:
+        return inception_features(
+            test_images[:num], batch_size, feature_fn=feature_fn, resize=resize
+        )
     path = cache_dir / f"fid_features_fashion_mnist_test_{num}_{resize}_v1.npz"
     try:
         with np.load(path) as cached:
@@ -106,9 +119,7 @@ def reference_features(
     except Exception as error:  # noqa: BLE001 - any unreadable cache is rebuilt
         log.warning("Recomputing unreadable reference features %s (%s)", path, error)
     log.info("Computing Inception features of %d test images (cached in %s)", num, path)
-    features = inception_features(
-        test_images[:num], batch_size, progress=True, resize=resize
-    )
+    features = inception_features(test_images[:num], batch_size, progress=True, resize=resize)
     try:
         _atomic_savez(path, features=features)
     except OSError as error:
@@ -156,29 +167,47 @@ class Evaluator:
       test_images: uint8 [10000, 28, 28] test split.
       cache_dir: where reference features are cached (default `data.default_cache_dir()`).
       resize: FID resize convention, see `jaxgan.metrics.fid.inception_preprocess`.
+      feature_fn: replaces the Inception network (for tests), see `inception_features`.
     """
 
-    def __init__(self, config, workdir, test_images: np.ndarray, *,
-                 cache_dir: str | Path | None = None, resize: str = "half_pixel"):
+    def __init__(
+        self,
+        config,
+        workdir,
+        test_images: np.ndarray,
+        *,
+        cache_dir: str | Path | None = None,
+        resize: str = "half_pixel",
+        feature_fn=None,
+    ):
         del workdir
         self.num = min(config.fid_num_samples, len(test_images))
         if config.fid_num_samples > len(test_images):
-            log.warning("fid_num_samples=%d > %d test images; using %d", config.fid_num_samples,
-                        len(test_images), self.num)
+            log.warning(
+                "fid_num_samples=%d > %d test images; using %d",
+                config.fid_num_samples,
+                len(test_images),
+                self.num,
+            )
         self.batch_size = config.fid_batch_size
         self.kid_subsets = config.kid_num_subsets
         self.kid_size = min(config.kid_subset_size, self.num)
         self.resize = resize
         self.test_images = test_images[: self.num]
         self.cache_dir = Path(cache_dir) if cache_dir else data.default_cache_dir()
+        self.feature_fn = feature_fn
         self._real_features: np.ndarray | None = None
 
     @property
     def real_features(self) -> np.ndarray:
         if self._real_features is None:
             self._real_features = reference_features(
-                self.test_images, self.num, batch_size=self.batch_size, resize=self.resize,
+                self.test_images,
+                self.num,
+                batch_size=self.batch_size,
+                resize=self.resize,
                 cache_dir=self.cache_dir,
+                feature_fn=self.feature_fn,
             )
         return self._real_features
 
@@ -189,18 +218,25 @@ class Evaluator:
             # The loop records N next to every score; the small-N warning is for API users.
             warnings.simplefilter("ignore", UserWarning)
             fake_features = inception_features(
-                fake_images, self.batch_size, progress=True, resize=self.resize
+                fake_images,
+                self.batch_size,
+                progress=self.feature_fn is None,
+                resize=self.resize,
+                feature_fn=self.feature_fn,
             )
         results = feature_metrics(
-            self.real_features, fake_features, kid_subsets=self.kid_subsets,
+            self.real_features,
+            fake_features,
+            kid_subsets=self.kid_subsets,
             kid_size=self.kid_size,
         )
         d_scores = discriminator_metrics(
             discriminator_logits(state, self.test_images, self.batch_size),
             discriminator_logits(state, fake_images, self.batch_size),
         )
-        results.update({f"d_eval_{k}": float(d_scores[k])
-                        for k in ("accuracy", "precision", "recall")})
+        results.update(
+            {f"d_eval_{k}": float(d_scores[k]) for k in ("accuracy", "precision", "recall")}
+        )
         results["step"] = int(jax.device_get(state.step))
         results["reference"] = f"{REFERENCE_SPLIT}[:{self.num}]"
         results["resize"] = self.resize
@@ -238,8 +274,13 @@ def write_report(results: dict[str, Any], path: str | Path) -> None:
         lines.append(f"Checkpoint step: {results['step']}")
     if results.get("note"):
         lines.append(f"Note: {results['note']}")
-    lines.append(PROTOCOL.format(resize=results["resize"], kid_subsets=results["kid_num_subsets"],
-                                 kid_size=results["kid_subset_size"]))
+    lines.append(
+        PROTOCOL.format(
+            resize=results["resize"],
+            kid_subsets=results["kid_num_subsets"],
+            kid_size=results["kid_subset_size"],
+        )
+    )
     path = Path(path)
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text("\n".join(lines) + "\n")

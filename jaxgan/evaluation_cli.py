@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,8 @@ def load_image_set(path: str | Path) -> np.ndarray:
         return np.stack(arrays)
     if path.suffix != ".npz":
         raise ValueError(f"{path}: allowed inputs are an .npz file or a folder of images")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{path} is not a readable .npz file (not a zip archive)")
     try:
         with np.load(path, allow_pickle=False) as archive:
             key = "images" if "images" in archive.files else None
@@ -60,7 +63,7 @@ def load_image_set(path: str | Path) -> np.ndarray:
                     f"{path} has arrays {archive.files}; name the images 'images' or store one"
                 )
             return archive[key]
-    except (OSError, EOFError) as error:
+    except (OSError, EOFError, zipfile.BadZipFile) as error:
         raise ValueError(f"{path} is not a readable .npz file ({error})") from error
 
 
@@ -72,8 +75,9 @@ def _compare_sets(real, fake, *, batch_size: int, resize: str) -> dict[str, Any]
     results = evaluation.feature_metrics(
         real_features, fake_features, kid_subsets=100, kid_size=min(1000, smallest)
     )
-    results.update(reference=str(real), resize=resize, kid_subset_size=min(1000, smallest),
-                   kid_num_subsets=100)
+    results.update(
+        reference=str(real), resize=resize, kid_subset_size=min(1000, smallest), kid_num_subsets=100
+    )
     return results
 
 
@@ -98,8 +102,16 @@ def _evaluate_workdir(workdir, num_samples, batch_size, resize) -> dict[str, Any
     return evaluator.evaluate(state, jax.random.fold_in(jax.random.key(config.seed), 1_000_003))
 
 
-def run(*, workdir=None, num_samples=None, real=None, fake=None, output=None,
-        batch_size: int = 250, resize: str = "half_pixel") -> str:
+def run(
+    *,
+    workdir=None,
+    num_samples=None,
+    real=None,
+    fake=None,
+    output=None,
+    batch_size: int = 250,
+    resize: str = "half_pixel",
+) -> str:
     """Runs an evaluation, writes the report and returns it as text."""
     if (real is None) != (fake is None):
         raise ValueError("--real and --fake go together: give both, or neither with --workdir")

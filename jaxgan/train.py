@@ -48,7 +48,7 @@ class GANState(struct.PyTreeNode):
     latent_dim: int = struct.field(pytree_node=False)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def adam(learning_rate: float, b1: float, b2: float) -> optax.GradientTransformation:
     """Adam, memoised so that equal settings give the same (static) object.
 
@@ -177,9 +177,7 @@ def train_step(state: GANState, real_images: jax.Array, key: jax.Array) -> tuple
         )
         return losses.generator_loss(logits), new_d_stats
 
-    (g_loss, d_batch_stats), image_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(
-        fake_images
-    )
+    (g_loss, d_batch_stats), image_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(fake_images)
     (g_grads,) = g_vjp(image_grads)
     g_updates, g_opt_state = state.g_tx.update(g_grads, state.g_opt_state, state.g_params)
     g_params = optax.apply_updates(state.g_params, g_updates)
@@ -221,9 +219,7 @@ def epoch_batches(images: jax.Array, key: jax.Array, batch_size: int) -> jax.Arr
     return images[order].reshape(num_batches, batch_size, *images.shape[1:])
 
 
-def train_steps(
-    state: GANState, batches: jax.Array, key: jax.Array
-) -> tuple[GANState, Metrics]:
+def train_steps(state: GANState, batches: jax.Array, key: jax.Array) -> tuple[GANState, Metrics]:
     """Runs `train_step` over uint8 batches [S, B, H, W] with `lax.scan`.
 
     Returns the new state and metrics stacked per step, each [S].

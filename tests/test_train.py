@@ -91,9 +91,9 @@ def test_train_step_updates_d_first_then_g_against_the_updated_d(tiny_config):
     adam = optax.adam(config.learning_rate, b1=config.b1, b2=config.b2)
 
     fakes = generate(state.g_params)
-    d_grads = jax.grad(
-        lambda d: losses.discriminator_loss(judge(d, real), judge(d, fakes))
-    )(state.d_params)
+    d_grads = jax.grad(lambda d: losses.discriminator_loss(judge(d, real), judge(d, fakes)))(
+        state.d_params
+    )
     d_updates, _ = adam.update(d_grads, adam.init(state.d_params), state.d_params)
     d_after = optax.apply_updates(state.d_params, d_updates)
 

@@ -1,8 +1,9 @@
 """DCGAN on FashionMNIST.
 
-Run:  python -m experiments.dcgan --config=experiments/configs/dcgan.py --workdir=results/dcgan
-Smoke (CPU, well under a minute):
-      python -m experiments.dcgan --config=experiments/configs/dcgan.py:smoke --workdir=/tmp/smoke
+Run:
+  python -m experiments.dcgan --config=experiments/configs/dcgan.py --workdir=results/dcgan
+Smoke (CPU, one short epoch):
+  python -m experiments.dcgan --config=experiments/configs/dcgan.py:smoke --workdir=/tmp/smoke
 
 Expected: after 50 epochs `fashion_mnist_samples.png` shows recognisable clothing; the
 FID measured for this config is in the README's results table.

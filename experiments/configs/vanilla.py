@@ -1,8 +1,9 @@
 """The vanilla MLP GAN on FashionMNIST.
 
-Run:  python -m experiments.vanilla --config=experiments/configs/vanilla.py --workdir=results/vanilla
-Smoke (CPU, well under a minute):
-      python -m experiments.vanilla --config=experiments/configs/vanilla.py:smoke --workdir=/tmp/smoke
+Run:
+  python -m experiments.vanilla --config=experiments/configs/vanilla.py --workdir=results/vanilla
+Smoke (CPU, one short epoch):
+  python -m experiments.vanilla --config=experiments/configs/vanilla.py:smoke --workdir=/tmp/smoke
 
 Expected: blurry but recognisable garment shapes after 150 epochs.
 """

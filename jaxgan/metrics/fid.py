@@ -146,7 +146,7 @@ RESIZE_MODES = ("half_pixel", "tf1")
 
 
 def _bilinear_taps(input_size: int, output_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Source indices and weights of the 'tf1' resize along one axis (see `inception_preprocess`)."""
+    """Source indices and weights of the 'tf1' resize along one axis."""
     source = np.arange(output_size, dtype=np.float64) * (input_size / output_size)
     source = np.clip(source, 0, input_size - 1)
     lower = np.floor(source).astype(np.int32)
