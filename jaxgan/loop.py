@@ -282,146 +282,73 @@ def _train(config, workdir: Path, evaluator_factory) -> GANState:
     log.info(
         "%s: generator %s parameters, discriminator %s parameters; %d steps per epoch "
         "(batch %d, %d images), %d epochs, dtype %s, devices %s",
-        config.model,
-        f"{count_params(state.g_params):,}",
-        f"{count_params(state.d_params):,}",
-        steps_per_epoch,
-        config.batch_size,
-        len(train_images),
-        config.num_epochs,
-        config.dtype,
-        jax.devices(),
-    )
+        config.model, f"{count_params(state.g_params):,}", f"{count_params(state.d_params):,}",
+        steps_per_epoch, config.batch_size, len(train_images), config.num_epochs,
+        config.dtype, jax.devices(),
+    )  # fmt: skip
 
-    # This run holds the workdir's lock, so unfinished saves of a killed run can go.
-    checkpointer = Checkpointer(
-        workdir / "checkpoints", config.keep_checkpoints, remove_partial=True
-    )
-    try:
-        return _train_from_checkpoint(
-            config,
-            workdir,
-            evaluator_factory,
-            checkpointer,
-            state,
-            seed_key,
-            train_images,
-            steps_per_epoch,
+    with contextlib.ExitStack() as cleanup:
+        # This run holds the workdir's lock, so unfinished saves of a killed run can go.
+        checkpointer = Checkpointer(
+            workdir / "checkpoints", config.keep_checkpoints, remove_partial=True
         )
-    finally:
-        checkpointer.close()
+        cleanup.callback(checkpointer.close)
+        run_signature = signature(config)
+        state, resumed_metrics = _resume(checkpointer, state, run_signature, steps_per_epoch)
+        start_step = int(state.step)
+        if start_step >= steps_per_epoch * config.num_epochs:
+            log.info(
+                "All %d epochs are done (step %d): only the final outputs are rewritten",
+                config.num_epochs, start_step,
+            )  # fmt: skip
+        metrics_path = workdir / "metrics.jsonl"
+        _trim_metrics_log(metrics_path, start_step)
 
+        from tensorboardX import SummaryWriter  # Imported late: it is slow to import.
 
-def _train_from_checkpoint(
-    config,
-    workdir: Path,
-    evaluator_factory,
-    checkpointer: Checkpointer,
-    state: GANState,
-    seed_key: jax.Array,
-    train_images: np.ndarray,
-    steps_per_epoch: int,
-) -> GANState:
-    run_signature = signature(config)
-    # Per-step metrics of the epoch a mid-epoch checkpoint was saved in, up to its step.
-    resumed_metrics: dict[str, list[float]] = {}
-    if checkpointer.latest_step() is not None:
-        state, meta = checkpointer.restore(state, run_signature)
-        step = int(state.step)
-        if step and meta.get("steps_per_epoch") != steps_per_epoch:
-            raise CheckpointError(
-                f"The checkpoint {checkpointer.directory / str(step)} was made with "
-                f"{meta.get('steps_per_epoch')} steps per epoch, this config has "
-                f"{steps_per_epoch} (batch_size or num_train_examples changed); resume with "
-                "the original values, or use a new workdir"
+        # purge_step hides the events a killed run logged after the checkpoint resumed from.
+        writer = SummaryWriter(str(workdir / "tensorboard"), purge_step=start_step + 1)
+        cleanup.callback(writer.close)
+        evaluator = None
+        if config.eval_every:
+            if evaluator_factory is None:
+                from jaxgan.evaluation import Evaluator as evaluator_factory
+            test_images, _ = data.load_fashion_mnist(
+                "test",
+                data_dir=config.data_dir or None,
+                tfds_data_dir=config.tfds_data_dir or None,
             )
-        resumed_metrics = meta.get("epoch_step_metrics") or {}
-        log.info("Resumed from %s at step %d", checkpointer.directory / str(step), step)
-    start_step = int(state.step)
-    if start_step >= steps_per_epoch * config.num_epochs:
-        log.info(
-            "All %d epochs are done (step %d): only the final outputs are rewritten",
-            config.num_epochs,
-            start_step,
+            evaluator = evaluator_factory(config, workdir, test_images)
+
+        images_on_device = jax.device_put(train_images)
+        shuffle = jax.jit(epoch_batches, static_argnums=2)
+        run_steps = jax.jit(train_steps, donate_argnums=0)
+        fixed_latents = jax.random.normal(
+            jax.random.fold_in(seed_key, _SAMPLES), (NUM_SAMPLES, config.latent_dim)
         )
-    metrics_path = workdir / "metrics.jsonl"
-    _trim_metrics_log(metrics_path, start_step)
+        train_key = jax.random.fold_in(seed_key, _TRAIN)
+        eval_key = jax.random.fold_in(seed_key, _EVAL)
 
-    from tensorboardX import SummaryWriter  # Imported late: it is slow to import.
+        def save_checkpoint(
+            state: GANState, epoch: int, epoch_step_metrics: dict[str, list[float]] | None = None
+        ) -> int:
+            """Saves `state`, `epoch` (completed epochs) and a mid-epoch's metrics so far."""
+            step = int(state.step)
+            _check_workdir(workdir, step)
+            bad = _non_finite_arrays(state)
+            if bad:
+                raise NonFiniteLossError(
+                    f"Training diverged: {', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''} hold "
+                    f"NaN/Inf at step {step}. {_kept_message(checkpointer)}"
+                )
+            meta = {"epoch": epoch, "steps_per_epoch": steps_per_epoch, "signature": run_signature}
+            if epoch_step_metrics:
+                meta["epoch_step_metrics"] = epoch_step_metrics
+            return checkpointer.save(state, meta)
 
-    # purge_step hides events a killed run logged after the checkpoint resumed from.
-    writer = SummaryWriter(str(workdir / "tensorboard"), purge_step=start_step + 1)
-    try:
-        return _run_epochs(
-            config,
-            workdir,
-            evaluator_factory,
-            checkpointer,
-            state,
-            seed_key,
-            train_images,
-            steps_per_epoch,
-            run_signature,
-            resumed_metrics,
-            writer,
-        )
-    finally:
-        writer.close()
-
-
-def _run_epochs(
-    config,
-    workdir: Path,
-    evaluator_factory,
-    checkpointer: Checkpointer,
-    state: GANState,
-    seed_key: jax.Array,
-    train_images: np.ndarray,
-    steps_per_epoch: int,
-    run_signature: dict[str, Any],
-    resumed_metrics: dict[str, list[float]],
-    writer,
-) -> GANState:
-    evaluator = None
-    if config.eval_every:
-        if evaluator_factory is None:
-            from jaxgan.evaluation import Evaluator as evaluator_factory
-        test_images, _ = data.load_fashion_mnist(
-            "test",
-            data_dir=config.data_dir or None,
-            tfds_data_dir=config.tfds_data_dir or None,
-        )
-        evaluator = evaluator_factory(config, workdir, test_images)
-
-    images_on_device = jax.device_put(train_images)
-    shuffle = jax.jit(epoch_batches, static_argnums=2)
-    run_steps = jax.jit(train_steps, donate_argnums=0)
-    fixed_latents = jax.random.normal(
-        jax.random.fold_in(seed_key, _SAMPLES), (NUM_SAMPLES, config.latent_dim)
-    )
-    train_key = jax.random.fold_in(seed_key, _TRAIN)
-    eval_key = jax.random.fold_in(seed_key, _EVAL)
-
-    def save_checkpoint(
-        state: GANState, epoch: int, epoch_step_metrics: dict[str, list[float]] | None = None
-    ) -> int:
-        """Saves `state`, `epoch` (completed epochs) and a mid-epoch's metrics so far."""
-        step = int(state.step)
-        _check_workdir(workdir, step)
-        bad = _non_finite_arrays(state)
-        if bad:
-            raise NonFiniteLossError(
-                f"Training diverged: {', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''} hold "
-                f"NaN/Inf at step {step}. {_kept_message(checkpointer)}"
-            )
-        meta = {"epoch": epoch, "steps_per_epoch": steps_per_epoch, "signature": run_signature}
-        if epoch_step_metrics:
-            meta["epoch_step_metrics"] = epoch_step_metrics
-        return checkpointer.save(state, meta)
-
-    metrics_path = workdir / "metrics.jsonl"
-    results: dict[str, Any] = {}
-    with _SignalCatcher() as signals, metrics_path.open("a") as metrics_file:
+        results: dict[str, Any] = {}
+        signals = cleanup.enter_context(_SignalCatcher())
+        metrics_file = cleanup.enter_context(metrics_path.open("a"))
         for epoch in range(int(state.step) // steps_per_epoch, config.num_epochs):
             epoch_start = time.time()
             shuffle_key, step_key = split_epoch_key(jax.random.fold_in(train_key, epoch))
@@ -458,23 +385,13 @@ def _run_epochs(
                     position = end
                     # At the epoch's end the epoch is finished first (metrics, samples).
                     if signals.signum is not None and position < steps_per_epoch:
-                        step = save_checkpoint(
-                            state,
-                            epoch,
-                            {
-                                name: np.concatenate(values).tolist()
-                                for name, values in step_metrics.items()
-                            },
+                        so_far = {k: np.concatenate(v).tolist() for k, v in step_metrics.items()}
+                        step = save_checkpoint(state, epoch, so_far)
+                        where = (
+                            f"at step {step} (epoch {epoch + 1}, "
+                            f"{position}/{steps_per_epoch} steps)"
                         )
-                        raise TrainingInterrupted(
-                            signals.signum,
-                            (
-                                f"Stopped by {signal.Signals(signals.signum).name} at step {step} "
-                                f"(epoch {epoch + 1}, {position}/{steps_per_epoch} steps); "
-                                f"checkpoint saved in {checkpointer.directory / str(step)}. "
-                                f"Run the same command again to resume from step {step}."
-                            ),
-                        )
+                        raise _stopped(signals.signum, where, checkpointer, step)
             epoch_metrics = {
                 name: float(np.mean(np.concatenate(values)))
                 for name, values in step_metrics.items()
@@ -526,15 +443,8 @@ def _run_epochs(
             # After the last epoch only the final outputs remain: finish them instead.
             if signals.signum is not None and not is_last:
                 step = save_checkpoint(state, finished)
-                raise TrainingInterrupted(
-                    signals.signum,
-                    (
-                        f"Stopped by {signal.Signals(signals.signum).name} after epoch "
-                        f"{finished} (step {step}); checkpoint saved in "
-                        f"{checkpointer.directory / str(step)}. Run the same command again to "
-                        f"resume from step {step}."
-                    ),
-                )
+                where = f"after epoch {finished} (step {step})"
+                raise _stopped(signals.signum, where, checkpointer, step)
 
         _check_workdir(workdir, int(state.step))
         final = images.make_grid(sample(state, fixed_latents))
@@ -546,18 +456,50 @@ def _run_epochs(
             results = evaluator.evaluate(state, jax.random.fold_in(eval_key, completed))
         if evaluator is not None and results:
             evaluator.write_report(results, report)
-    log.info("Done: %d steps; outputs in %s", int(state.step), workdir)
-    return state
+        log.info("Done: %d steps; outputs in %s", int(state.step), workdir)
+        return state
+
+
+def _resume(
+    checkpointer: Checkpointer,
+    state: GANState,
+    run_signature: dict[str, Any],
+    steps_per_epoch: int,
+) -> tuple[GANState, dict[str, list[float]]]:
+    """The latest checkpoint's state (or `state` if none) and its epoch's metrics so far."""
+    if checkpointer.latest_step() is None:
+        return state, {}
+    state, meta = checkpointer.restore(state, run_signature)
+    step = int(state.step)
+    if step and meta.get("steps_per_epoch") != steps_per_epoch:
+        # Epoch boundaries and each epoch's shuffle would move: refuse rather than guess.
+        raise CheckpointError(
+            f"The checkpoint {checkpointer.directory / str(step)} was made with "
+            f"{meta.get('steps_per_epoch')} steps per epoch, this config has "
+            f"{steps_per_epoch} (batch_size or num_train_examples changed); resume with "
+            "the original values, or use a new workdir"
+        )
+    log.info("Resumed from %s at step %d", checkpointer.directory / str(step), step)
+    return state, meta.get("epoch_step_metrics") or {}
+
+
+def _stopped(signum: int, where: str, checkpointer: Checkpointer, step: int):
+    return TrainingInterrupted(
+        signum,
+        f"Stopped by {signal.Signals(signum).name} {where}; checkpoint saved in "
+        f"{checkpointer.directory / str(step)}. Run the same command again to resume from "
+        f"step {step}.",
+    )
 
 
 def _kept_message(checkpointer: Checkpointer) -> str:
     last = checkpointer.latest_step()
     kept = (
-        f"the last checkpoint (step {last}) is kept"
+        f"Nothing of it was saved: the latest checkpoint is still step {last}."
         if last is not None
-        else "no checkpoint had been saved yet"
+        else "No checkpoint had been saved yet."
     )
     return (
-        f"Nothing after it was saved: {kept}. Lower learning_rate or change the seed, "
-        "then run again (a new learning_rate resumes from that checkpoint)."
+        f"{kept} Lower learning_rate or change the seed, then run again (with a new "
+        "learning_rate the run resumes from the latest checkpoint)."
     )

@@ -261,8 +261,12 @@ def test_sigkill_during_checkpoint_write_keeps_the_previous_checkpoint(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("signum, step", [(signal.SIGTERM, 6), (signal.SIGINT, 10)])
-def test_signal_saves_mid_epoch_and_the_rerun_continues_bitwise(
+@pytest.mark.parametrize(
+    "signum, step",
+    [(signal.SIGTERM, 6), (signal.SIGINT, 10), (signal.SIGTERM, 8)],
+    ids=["SIGTERM-mid-epoch", "SIGINT-mid-epoch", "SIGTERM-at-epoch-end"],
+)
+def test_signal_saves_a_checkpoint_and_the_rerun_continues_bitwise(
     tmp_path, run_env, reference, signum, step
 ):
     workdir = tmp_path / "run"
@@ -273,16 +277,21 @@ def test_signal_saves_mid_epoch_and_the_rerun_continues_bitwise(
     returncode, output = paused.finish()
 
     assert returncode == 128 + signum, output[-3000:]
+    name = signal.Signals(signum).name
     epoch, position = divmod(step, STEPS_PER_EPOCH)
+    where = (
+        f"at step {step} (epoch {epoch + 1}, {position}/{STEPS_PER_EPOCH} steps)"
+        if position
+        else f"after epoch {epoch} (step {step})"  # The epoch is finished first.
+    )
     message = (
-        f"Stopped by {signal.Signals(signum).name} at step {step} (epoch {epoch + 1}, "
-        f"{position}/{STEPS_PER_EPOCH} steps); checkpoint saved in "
-        f"{workdir / 'checkpoints' / str(step)}. Run the same command again to resume "
-        f"from step {step}."
+        f"Stopped by {name} {where}; checkpoint saved in {workdir / 'checkpoints' / str(step)}."
+        f" Run the same command again to resume from step {step}."
     )
     assert message in output
     assert message in (workdir / "train.log").read_text()
     assert latest_step(workdir) == step
+    assert [r["epoch"] for r in metric_records(workdir)] == list(range(1, epoch + 1))
 
     result = train(workdir, run_env)
     assert_resumed_like_reference(workdir, reference, result, from_step=step)
@@ -312,7 +321,7 @@ def test_divergence_stops_before_any_bad_checkpoint(tmp_path, run_env, reference
     }, error
     assert named[0].split("=")[1] in {"nan", "inf", "-inf"}, error
     assert FINAL_STEP < int(named[1].split(" ")[0]) <= FINAL_STEP + STEPS_PER_EPOCH
-    assert "the last checkpoint (step 12) is kept" in error
+    assert "Nothing of it was saved: the latest checkpoint is still step 12." in error
     assert error.removeprefix("error: ") in (workdir / "train.log").read_text()
     assert latest_step(workdir) == FINAL_STEP
     assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == ["12", "4", "8"]

@@ -1,0 +1,1 @@
+"""Speed harnesses; each prints one JSON object per measurement, one per line."""
