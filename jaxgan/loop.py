@@ -47,6 +47,9 @@ from jaxgan.train import (
 
 log = logging.getLogger("jaxgan")
 
+# Without a terminal, progress goes to the log at most this often.
+_REPORT_SECONDS = 60.0
+
 NUM_SAMPLES = 64
 # Fixed sub-keys of the seed, so that each use of randomness is independent of the others.
 _INIT, _TRAIN, _SAMPLES, _EVAL = range(4)
@@ -354,6 +357,7 @@ def _train(config, workdir: Path, evaluator_factory) -> GANState:
             shuffle_key, step_key = split_epoch_key(jax.random.fold_in(train_key, epoch))
             batches = shuffle(images_on_device, shuffle_key, config.batch_size)
             position = int(state.step) - epoch * steps_per_epoch
+            first_position, last_report = position, time.time()
             step_metrics: dict[str, list[np.ndarray]] = {
                 name: [np.asarray(values, np.float32)]
                 for name, values in (resumed_metrics if position else {}).items()
@@ -383,6 +387,15 @@ def _train(config, workdir: Path, evaluator_factory) -> GANState:
                         d_loss=f"{chunk['d_loss'][-1]:.3f}", g_loss=f"{chunk['g_loss'][-1]:.3f}"
                     )
                     position = end
+                    if bar.disable and time.time() - last_report >= _REPORT_SECONDS:
+                        # No terminal (a log file, nohup): a progress line at most once a minute.
+                        last_report = time.time()
+                        log.info(
+                            "epoch %d/%d: %d/%d steps, d_loss %.4f g_loss %.4f, %.2f s/step",
+                            epoch + 1, config.num_epochs, position, steps_per_epoch,
+                            chunk["d_loss"][-1], chunk["g_loss"][-1],
+                            (last_report - epoch_start) / max(position - first_position, 1),
+                        )
                     # At the epoch's end the epoch is finished first (metrics, samples).
                     if signals.signum is not None and position < steps_per_epoch:
                         so_far = {k: np.concatenate(v).tolist() for k, v in step_metrics.items()}
