@@ -6,7 +6,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxgan.models.layers import SubpixelConvTranspose
+from jaxgan.models.layers import Dropout, SubpixelConvTranspose
 
 # PyTorch's BatchNorm defaults (momentum 0.1 there is 0.9 here), as in the reference DCGAN.
 _BATCH_NORM = dict(momentum=0.9, epsilon=1e-5)
@@ -55,12 +55,12 @@ class Discriminator(nn.Module):
             features, (4, 4), strides=(2, 2), padding=((1, 1), (1, 1)), dtype=self.dtype, **kw
         )
         hidden = nn.leaky_relu(conv(self.width)(images), 0.2)  # [B, 14, 14, w]
-        hidden = nn.Dropout(self.dropout_rate, deterministic=not train)(hidden)
+        hidden = Dropout(self.dropout_rate, deterministic=not train)(hidden)
         hidden = conv(2 * self.width, use_bias=False)(hidden)  # [B, 7, 7, 2w]
         hidden = nn.BatchNorm(use_running_average=not train, dtype=self.dtype, **_BATCH_NORM)(
             hidden
         )
         hidden = nn.leaky_relu(hidden, 0.2)
-        hidden = nn.Dropout(self.dropout_rate, deterministic=not train)(hidden)
+        hidden = Dropout(self.dropout_rate, deterministic=not train)(hidden)
         logits = nn.Dense(1, dtype=self.dtype)(hidden.reshape(images.shape[0], -1))
         return logits[:, 0].astype(jnp.float32)
