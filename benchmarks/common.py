@@ -33,7 +33,7 @@ def num_cpu_cores() -> int:
 
 
 def device_info() -> dict[str, Any]:
-    """JAX's first device plus the host CPU."""
+    """JAX's first device, the host CPU and its load (other processes slow CPU timings)."""
     device = jax.devices()[0]
     return {
         "platform": device.platform,
@@ -41,6 +41,7 @@ def device_info() -> dict[str, Any]:
         "num_devices": jax.device_count(),
         "cpu": cpu_model(),
         "cpu_cores": num_cpu_cores(),
+        "load_average_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
     }
 
 
@@ -51,6 +52,12 @@ def versions(*extra_modules: str) -> dict[str, str]:
         module = sys.modules.get(name) or importlib.import_module(name)
         found[name] = getattr(module, "__version__", "unknown")
     return found
+
+
+def relevant_environment() -> dict[str, str]:
+    """Environment variables that change CPU speed (XLA flags, OpenMP and MKL threading)."""
+    names = ("XLA_FLAGS", "JAX_PLATFORMS", "OMP_NUM_THREADS", "OMP_WAIT_POLICY", "MKL_NUM_THREADS")
+    return {name: os.environ[name] for name in names if name in os.environ}
 
 
 def command_line(module: str) -> str:

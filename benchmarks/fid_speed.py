@@ -32,11 +32,16 @@ def environment() -> dict:
     return {
         "device": f"{device.platform}:{getattr(device, 'device_kind', '')}",
         "num_devices": jax.device_count(),
-        "versions": {"python": platform.python_version(), "jax": jax.__version__,
-                     "jaxlib": jax.lib.__version__ if hasattr(jax.lib, "__version__") else "",
-                     "flax": flax.__version__, "numpy": np.__version__},
-        "command": " ".join([sys.executable.rsplit("/", 1)[-1], "-m", "benchmarks.fid_speed",
-                             *sys.argv[1:]]),
+        "versions": {
+            "python": platform.python_version(),
+            "jax": jax.__version__,
+            "jaxlib": jax.lib.__version__ if hasattr(jax.lib, "__version__") else "",
+            "flax": flax.__version__,
+            "numpy": np.__version__,
+        },
+        "command": " ".join(
+            [sys.executable.rsplit("/", 1)[-1], "-m", "benchmarks.fid_speed", *sys.argv[1:]]
+        ),
     }
 
 
@@ -65,17 +70,21 @@ def main(argv: list[str] | None = None) -> None:
         timings.append(time.perf_counter() - start)
     assert features.shape == (args.num, 2048) and np.isfinite(features).all()
     seconds = statistics.median(timings)
-    print(json.dumps({
-        **environment(),
-        "benchmark": "fid_features",
-        "num_images": args.num,
-        "batch": args.batch,
-        "dtype": args.dtype,
-        "compile_and_load_seconds": round(compile_seconds, 3),
-        "seconds": round(seconds, 4),
-        "all_seconds": [round(t, 4) for t in timings],
-        "images_per_second": round(args.num / seconds, 1),
-    }))
+    print(
+        json.dumps(
+            {
+                **environment(),
+                "benchmark": "fid_features",
+                "num_images": args.num,
+                "batch": args.batch,
+                "dtype": args.dtype,
+                "compile_and_load_seconds": round(compile_seconds, 3),
+                "seconds": round(seconds, 4),
+                "all_seconds": [round(t, 4) for t in timings],
+                "images_per_second": round(args.num / seconds, 1),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

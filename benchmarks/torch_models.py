@@ -133,10 +133,12 @@ def _bce(logits: torch.Tensor, is_real: bool) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits, labels)
 
 
-def train_step(gan: TorchGAN, real_images: torch.Tensor) -> tuple[float, float]:
-    """One alternating step on float images [B, 1, 28, 28] in [-1, 1]; returns the losses.
+def train_step(gan: TorchGAN, real_images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One alternating step on float images [B, 1, 28, 28] in [-1, 1].
 
-    The losses stay on the device (no host sync) until the caller reads them.
+    Returns:
+      (d_loss, g_loss) as detached scalar tensors on the device; nothing is synchronised
+      until the caller reads them.
     """
     device_type = real_images.device.type
     autocast = torch.autocast(
@@ -159,7 +161,7 @@ def train_step(gan: TorchGAN, real_images: torch.Tensor) -> tuple[float, float]:
     gan.g_optimizer.zero_grad(set_to_none=True)
     with autocast:
         g_loss = _bce(gan.discriminator(fake_images), True)
-    g_params = [p for p in gan.generator.parameters()]
+    g_params = list(gan.generator.parameters())
     for param, grad in zip(g_params, torch.autograd.grad(g_loss, g_params), strict=True):
         param.grad = grad
     gan.g_optimizer.step()

@@ -186,6 +186,7 @@ def summary(timer: Timer, args, steps_per_epoch: int, batch_size: int) -> dict[s
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    device = common.device_info()
     config = make_config(args)
     images, _ = load_fashion_mnist("train")
     batch_size = config.batch_size
@@ -219,9 +220,11 @@ def main(argv: list[str] | None = None) -> None:
         "mode": "steps" if args.steps else "epochs",
         "steps_per_epoch": steps_per_epoch,
     }
+    device["load_average_1m_after"] = common.device_info()["load_average_1m"]
     environment = {
-        "device": common.device_info(),
+        "device": device,
         "versions": common.versions(*(("torch",) if "torch" in timers else ())),
+        "environment": common.relevant_environment(),
         "command": common.command_line(MODULE),
     }
     results = {}

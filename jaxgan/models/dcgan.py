@@ -42,7 +42,8 @@ class Discriminator(nn.Module):
     """Images [B, 28, 28, 1] in [-1, 1] -> real-vs-fake logits [B] (float32).
 
     4x4 stride-2 conv to 14x14xw, LeakyReLU(0.2), dropout; 4x4 stride-2 conv to 7x7x(2w),
-    BatchNorm, LeakyReLU(0.2), dropout; Dense to one logit.
+    BatchNorm, LeakyReLU(0.2), dropout; Dense to one logit. The dropout is `layers.Dropout`,
+    which draws the same masks as `nn.Dropout` with the same key, faster on CPU.
     """
 
     width: int = 64

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 
 
 class Generator(nn.Module):
-    """Latent [B, latent_dim] -> images [B, 28, 28, 1] in [-1, 1].
+    """Latent [B, latent_dim] -> float32 images [B, 28, 28, 1] in [-1, 1].
 
     Linear, ReLU, Linear, ReLU, Linear, Tanh with hidden widths (width, 2 * width).
     """
@@ -23,8 +23,8 @@ class Generator(nn.Module):
         hidden = nn.relu(nn.Dense(self.width, dtype=self.dtype)(latents))
         hidden = nn.relu(nn.Dense(2 * self.width, dtype=self.dtype)(hidden))
         num_pixels = self.image_shape[0] * self.image_shape[1] * self.image_shape[2]
-        pixels = nn.tanh(nn.Dense(num_pixels, dtype=self.dtype)(hidden))
-        return pixels.reshape(latents.shape[0], *self.image_shape)
+        pixels = nn.Dense(num_pixels, dtype=self.dtype)(hidden).astype(jnp.float32)
+        return nn.tanh(pixels).reshape(latents.shape[0], *self.image_shape)
 
 
 class Discriminator(nn.Module):
