@@ -38,6 +38,21 @@ def smooth_images(seed: int, num_images: int, size: int = 28, channels: int = 1)
     return (blurred * 255).astype(np.uint8)
 
 
+def four_tap_sample(images: np.ndarray, rows, columns) -> np.ndarray:
+    """Bilinear 2-D sampling from per-axis taps (lower index, upper index, upper weight)."""
+    y0, y1, south = rows
+    x0, x1, east = columns
+    output = np.zeros((images.shape[0], len(y0), len(x0), images.shape[3]))
+    for row_index, column_index, weight in (
+        (y0, x0, np.outer(1 - south, 1 - east)),
+        (y0, x1, np.outer(1 - south, east)),
+        (y1, x0, np.outer(south, 1 - east)),
+        (y1, x1, np.outer(south, east)),
+    ):
+        output += images[:, row_index][:, :, column_index] * weight[None, :, :, None]
+    return output
+
+
 def nvidia_resize_reference(images: np.ndarray, output_size: int = 299) -> np.ndarray:
     """torch affine_grid + grid_sample as in NVIDIA's TorchScript Inception, written from torch's
     documented formulas: a 2-D four-tap sample, independent of the separable implementation.
@@ -56,15 +71,7 @@ def nvidia_resize_reference(images: np.ndarray, output_size: int = 299) -> np.nd
     x0, y0 = np.floor(source_x).astype(int), np.floor(source_y).astype(int)
     x1, y1 = np.minimum(x0 + 1, width - 1), np.minimum(y0 + 1, height - 1)
     east, south = source_x - x0, source_y - y0
-    output = np.zeros((images.shape[0], output_size, output_size, images.shape[3]))
-    for row_index, column_index, weight in (
-        (y0, x0, np.outer(1 - south, 1 - east)),
-        (y0, x1, np.outer(1 - south, east)),
-        (y1, x0, np.outer(south, 1 - east)),
-        (y1, x1, np.outer(south, east)),
-    ):
-        output += images[:, row_index][:, :, column_index] * weight[None, :, :, None]
-    return output
+    return four_tap_sample(images, (y0, y1, south), (x0, x1, east))
 
 
 # --- to_uint8 ----------------------------------------------------------------------------------
@@ -262,15 +269,7 @@ def half_pixel_resize_reference(images: np.ndarray, output_size: int = 299) -> n
 
     y0, y1, south = taps(height)
     x0, x1, east = taps(width)
-    output = np.zeros((images.shape[0], output_size, output_size, images.shape[3]))
-    for row_index, column_index, weight in (
-        (y0, x0, np.outer(1 - south, 1 - east)),
-        (y0, x1, np.outer(1 - south, east)),
-        (y1, x0, np.outer(south, 1 - east)),
-        (y1, x1, np.outer(south, east)),
-    ):
-        output += images[:, row_index][:, :, column_index] * weight[None, :, :, None]
-    return output
+    return four_tap_sample(images, (y0, y1, south), (x0, x1, east))
 
 
 @pytest.mark.parametrize("shape", [(2, 28, 28, 1), (1, 7, 5, 3)])
