@@ -1,7 +1,7 @@
 """Training speed of jaxgan's GANs, optionally against the same models in PyTorch.
 
   python -m benchmarks.train_speed --model=dcgan --batch=128 --dtype=float32 --epochs=3
-  python -m benchmarks.train_speed --model=dcgan --steps=20 --vs-torch   # CPU: single steps
+  python -m benchmarks.train_speed --model=dcgan --steps=20 --vs-torch   # quick, on CPU
   python -m benchmarks.train_speed --model=vanilla --batch=100 --epochs=3 --vs-torch
 
 Prints one JSON object per line: one per framework measured, then (with `--vs-torch`) their
@@ -13,6 +13,11 @@ epochs. `--steps=N` instead times N single jitted `train_step` calls on real bat
 of the models (`benchmarks/torch_models.py`) run eagerly on the same device with the data
 already there, with `torch.set_num_threads` equal to the CPU cores JAX uses; JAX and
 PyTorch alternate unit by unit so that both see the same machine load.
+
+On a CPU shared with other jobs, timings depend on the load (each line records the load
+average). PyTorch's OpenMP threads spin while waiting and lose up to 3x to other jobs;
+`OMP_WAIT_POLICY=PASSIVE` (recorded in `environment`) avoids that for the DCGAN and costs
+the small-matmul vanilla GAN about 1.4x. Compare the two frameworks within one run only.
 """
 
 from __future__ import annotations

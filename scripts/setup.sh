@@ -26,7 +26,7 @@ if [ ! -f "$DEBIAN_FILE" ] && command -v apt-get >/dev/null 2>&1; then
   SUDO=""
   if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
   $SUDO apt-get update -qq
-  $SUDO DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist
 fi
 echo "setup: preparing FashionMNIST"
 "$VENV/bin/python" -m jaxgan.data ${JAXGAN_DATA_DIR:+"$JAXGAN_DATA_DIR"}

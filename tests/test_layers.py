@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from jaxgan.models.layers import (
+    Conv,
     Dropout,
     SubpixelConvTranspose,
     bernoulli,
@@ -87,6 +88,60 @@ def test_subpixel_conv_transpose_in_bfloat16_keeps_float32_params():
     )
     assert outputs.dtype == jnp.bfloat16
     np.testing.assert_allclose(outputs.astype(jnp.float32), expected, rtol=0.05, atol=0.1)
+
+
+# (kernel, strides, padding, input shape); the first two are DCGAN's discriminator convs.
+CONV_GRAD_CASES = [
+    ((4, 4), (2, 2), ((1, 1), (1, 1)), (2, 14, 14, 5)),
+    ((4, 4), (2, 2), ((1, 1), (1, 1)), (2, 28, 28, 1)),
+    ((3, 3), (1, 1), "SAME", (2, 7, 6, 3)),
+    ((3, 2), (2, 1), "VALID", (2, 9, 8, 3)),
+    ((5, 5), (3, 2), ((2, 1), (0, 3)), (1, 11, 10, 2)),
+]
+
+
+@pytest.mark.parametrize("kernel_size, strides, padding, shape", CONV_GRAD_CASES)
+def test_conv_equals_flax_conv_with_gradients(kernel_size, strides, padding, shape):
+    inputs = _normal(shape, seed=0)
+    reference = nn.Conv(4, kernel_size, strides, padding=padding)
+    layer = Conv(4, kernel_size, strides, padding=padding)
+    variables = _random_variables(reference, inputs, seed=1)
+    assert jax.tree.structure(variables) == jax.tree.structure(
+        jax.eval_shape(layer.init, jax.random.key(0), inputs)
+    )
+
+    @jax.jit
+    def outputs_and_grads(variables, inputs):
+        results = []
+        for module in (layer, reference):
+            outputs, vjp = jax.vjp(module.apply, variables, inputs)
+            results.append((outputs, *vjp(jnp.sin(outputs))))
+        return results
+
+    for result, expected in zip(*outputs_and_grads(variables, inputs)):
+        for leaf, expected_leaf in zip(jax.tree.leaves(result), jax.tree.leaves(expected)):
+            np.testing.assert_allclose(leaf, expected_leaf, rtol=1e-5, atol=1e-5)
+
+
+def test_conv_second_derivative_equals_flax_conv():
+    inputs = _normal((2, 8, 8, 3), seed=0)
+    padding = ((1, 1), (1, 1))
+    reference = nn.Conv(4, (4, 4), (2, 2), padding=padding)
+    variables = _random_variables(reference, inputs, seed=1)
+
+    def gradient_norm(module):
+        def norm(inputs):
+            grad = jax.grad(lambda x: jnp.sum(jnp.tanh(module.apply(variables, x))))(inputs)
+            return jnp.sum(grad**2)
+
+        return jax.jit(jax.grad(norm))(inputs)
+
+    np.testing.assert_allclose(
+        gradient_norm(Conv(4, (4, 4), (2, 2), padding=padding)),
+        gradient_norm(reference),
+        rtol=1e-5,
+        atol=1e-6,
+    )
 
 
 @pytest.mark.parametrize("kernel_size, stride", [(4, 2), (3, 2), (5, 3), (1, 2), (2, 3), (6, 2)])

@@ -6,7 +6,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxgan.models.layers import Dropout, SubpixelConvTranspose
+from jaxgan.models.layers import Conv, Dropout, SubpixelConvTranspose
 
 # PyTorch's BatchNorm defaults (momentum 0.1 there is 0.9 here), as in the reference DCGAN.
 _BATCH_NORM = dict(momentum=0.9, epsilon=1e-5)
@@ -42,8 +42,9 @@ class Discriminator(nn.Module):
     """Images [B, 28, 28, 1] in [-1, 1] -> real-vs-fake logits [B] (float32).
 
     4x4 stride-2 conv to 14x14xw, LeakyReLU(0.2), dropout; 4x4 stride-2 conv to 7x7x(2w),
-    BatchNorm, LeakyReLU(0.2), dropout; Dense to one logit. The dropout is `layers.Dropout`,
-    which draws the same masks as `nn.Dropout` with the same key, faster on CPU.
+    BatchNorm, LeakyReLU(0.2), dropout; Dense to one logit. `layers.Conv` and
+    `layers.Dropout` compute exactly what `nn.Conv` and `nn.Dropout` do (same parameters,
+    same dropout masks for a key), in forms XLA runs fast on CPU, inside `lax.scan` too.
     """
 
     width: int = 64
@@ -52,7 +53,7 @@ class Discriminator(nn.Module):
 
     @nn.compact
     def __call__(self, images: jax.Array, *, train: bool) -> jax.Array:
-        conv = lambda features, **kw: nn.Conv(  # noqa: E731
+        conv = lambda features, **kw: Conv(  # noqa: E731
             features, (4, 4), strides=(2, 2), padding=((1, 1), (1, 1)), dtype=self.dtype, **kw
         )
         hidden = nn.leaky_relu(conv(self.width)(images), 0.2)  # [B, 14, 14, w]
