@@ -258,18 +258,35 @@ def train_epoch(
     return train_steps(state, epoch_batches(images, shuffle_key, batch_size), step_key)
 
 
-@functools.partial(jax.jit, static_argnames=())
-def _sample(state: GANState, latents: jax.Array) -> jax.Array:
+@jax.jit
+def _sample(state: GANState, latents: jax.Array, labels: jax.Array | None) -> jax.Array:
     variables = {"params": state.g_params, "batch_stats": state.g_batch_stats}
     return state.generator.apply(variables, latents, train=False)
 
 
-def sample(state: GANState, latents: jax.Array) -> jax.Array:
-    """Generates images [B, 28, 28, 1] in [-1, 1] from latents [B, latent_dim].
+def sample(state: GANState, latents: jax.Array, labels: jax.Array | None = None) -> jax.Array:
+    """Generates images [B, H, W, C] in [-1, 1] from latents [B, latent_dim].
 
     Runs the generator in inference mode (BatchNorm running statistics, no dropout).
+    `labels` (int [B]) select the classes of a conditional model; others ignore them.
     """
-    return _sample(state, latents)
+    return _sample(state, latents, labels)
+
+
+@jax.jit
+def _discriminate(state: GANState, images: jax.Array, labels: jax.Array | None) -> jax.Array:
+    variables = {"params": state.d_params, "batch_stats": state.d_batch_stats}
+    return state.discriminator.apply(variables, images, train=False)
+
+
+def discriminate(
+    state: GANState, images: jax.Array, labels: jax.Array | None = None
+) -> jax.Array:
+    """D's logits [B] in inference mode for float images [B, H, W, C] in [-1, 1].
+
+    `labels` (int [B]) are used by a conditional discriminator; others ignore them.
+    """
+    return _discriminate(state, images, labels)
 
 
 def count_params(params: Any) -> int:
