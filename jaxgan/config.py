@@ -23,6 +23,19 @@ def base_config() -> ml_collections.ConfigDict:
     config.d_width = 64
     config.dropout_rate = 0.3
     config.dtype = "float32"
+    config.conditional = False
+    config.spectral_norm = False
+
+    config.dataset = "fashion_mnist"
+    config.image_size = 0
+    config.channels = 0
+
+    config.loss = "nonsaturating"
+    config.d_steps = 1
+    config.gp_weight = 10.0
+    config.ema_decay = 0.0
+    config.r1_gamma = 0.0
+    config.r1_every = 1
 
     config.learning_rate = 2e-4
     config.b1 = 0.5

@@ -33,14 +33,14 @@ import numpy as np
 import tqdm
 
 from jaxgan import config as config_lib
-from jaxgan import data, images
+from jaxgan import datasets, images
 from jaxgan.checkpoint import Checkpointer, CheckpointError, signature
 from jaxgan.train import (
     GANState,
     count_params,
     create_state,
     epoch_batches,
-    images_to_float,
+    batch_to_float,
     sample,
     split_epoch_key,
     train_step,
@@ -77,14 +77,14 @@ def make_chunk_runner(backend: str) -> Callable[..., tuple[GANState, dict[str, n
         return run_scan
 
     step = jax.jit(
-        lambda state, batch, key: train_step(state, images_to_float(batch), key),
+        lambda state, batch, key: train_step(state, batch_to_float(batch), key),
         donate_argnums=0,
     )
 
     def run_loop(state, batches, key):
         per_step = []
-        for index in range(batches.shape[0]):
-            state, metrics = step(state, batches[index], key)
+        for index in range(jax.tree.leaves(batches)[0].shape[0]):
+            state, metrics = step(state, jax.tree.map(lambda a: a[index], batches), key)
             per_step.append(metrics)
         per_step = jax.device_get(per_step)
         return state, {name: np.stack([m[name] for m in per_step]) for name in per_step[0]}
@@ -297,9 +297,8 @@ def train_and_evaluate(
 
 def _train(config, workdir: Path, evaluator_factory) -> GANState:
     _write_json(workdir / "config.json", config.to_dict())
-    train_images, _ = data.load_fashion_mnist(
-        "train", data_dir=config.data_dir or None, tfds_data_dir=config.tfds_data_dir or None
-    )
+    train_set = datasets.load(config, "train")
+    train_images = train_set.images
     if config.num_train_examples > len(train_images):
         raise ValueError(
             f"config.num_train_examples={config.num_train_examples} is larger than the "
@@ -317,7 +316,10 @@ def _train(config, workdir: Path, evaluator_factory) -> GANState:
         )
 
     seed_key = jax.random.key(config.seed)
-    state = create_state(config, jax.random.fold_in(seed_key, _INIT))
+    state = create_state(
+        config, jax.random.fold_in(seed_key, _INIT), image_shape=train_set.info.image_shape,
+        num_classes=train_set.info.num_classes,
+    )
     log.info(
         "%s: generator %s parameters, discriminator %s parameters; %d steps per epoch "
         "(batch %d, %d images), %d epochs, dtype %s, devices %s",
@@ -359,7 +361,9 @@ def _train(config, workdir: Path, evaluator_factory) -> GANState:
             )
             evaluator = evaluator_factory(config, workdir, test_images)
 
-        images_on_device = jax.device_put(train_images)
+        images_on_device = jax.device_put(
+            {"image": train_images, "label": train_set.labels[: len(train_images)]}
+        )
         shuffle = jax.jit(epoch_batches, static_argnums=2)
         run_steps = make_chunk_runner(jax.default_backend())
         fixed_latents = jax.random.normal(
@@ -408,7 +412,8 @@ def _train(config, workdir: Path, evaluator_factory) -> GANState:
             ) as bar:
                 while position < steps_per_epoch:
                     end = min(position + config.log_every_steps, steps_per_epoch)
-                    state, chunk = run_steps(state, batches[position:end], step_key)
+                    chunk_batches = jax.tree.map(lambda a: a[position:end], batches)
+                    state, chunk = run_steps(state, chunk_batches, step_key)
                     problem = _first_non_finite(chunk, epoch * steps_per_epoch + position)
                     if problem:
                         raise NonFiniteLossError(

@@ -1,13 +1,24 @@
-"""Generator/discriminator pairs, by model family name."""
+"""Generator/discriminator pairs, by model family name.
+
+A family is one file with `build(*, g_width, d_width, dropout_rate, dtype, image_shape,
+num_classes, spectral_norm) -> (generator, discriminator)` plus one line in `MODELS`.
+Every module is called as `module(inputs, labels=None, *, train)`; unconditional ones
+ignore the labels.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
 
 from jaxgan.models import dcgan, mlp
 
-MODELS = ("dcgan", "mlp")
+MODELS = {
+    "dcgan": dcgan.build,
+    "mlp": mlp.build,
+}
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
@@ -18,25 +29,45 @@ def build_models(
     d_width: int,
     dropout_rate: float = 0.3,
     dtype: str = "float32",
+    image_shape: tuple[int, int, int] = (28, 28, 1),
+    num_classes: int = 0,
+    spectral_norm: bool = False,
 ) -> tuple[nn.Module, nn.Module]:
-    """Returns (generator, discriminator) for a model family.
+    """Returns (generator, discriminator) of a model family.
 
     Args:
-      name: one of `MODELS`.
+      name: a key of `MODELS`.
       g_width, d_width: base widths (channels for 'dcgan', hidden units for 'mlp').
       dropout_rate: discriminator dropout ('dcgan' only).
       dtype: compute dtype, 'float32' or 'bfloat16'; parameters stay float32.
+      image_shape: (H, W, C) of the images.
+      num_classes: > 1 for a class-conditional pair; 0 or 1 for an unconditional one.
+      spectral_norm: spectral normalisation in the discriminator.
     """
     if name not in MODELS:
         raise ValueError(f"model={name!r} is not a known model; allowed: {', '.join(MODELS)}")
     if dtype not in DTYPES:
         raise ValueError(f"dtype={dtype!r} is not supported; allowed: {', '.join(DTYPES)}")
-    compute_dtype = DTYPES[dtype]
-    if name == "dcgan":
-        return (
-            dcgan.Generator(width=g_width, dtype=compute_dtype),
-            dcgan.Discriminator(width=d_width, dropout_rate=dropout_rate, dtype=compute_dtype),
-        )
-    return mlp.Generator(width=g_width, dtype=compute_dtype), mlp.Discriminator(
-        width=d_width, dtype=compute_dtype
+    return MODELS[name](
+        g_width=g_width,
+        d_width=d_width,
+        dropout_rate=dropout_rate,
+        dtype=DTYPES[dtype],
+        image_shape=tuple(image_shape),
+        num_classes=num_classes,
+        spectral_norm=spectral_norm,
+    )
+
+
+def build_from_config(config: Any, image_shape, num_classes: int) -> tuple[nn.Module, nn.Module]:
+    """`build_models` with the config's fields; conditional only if `config.conditional`."""
+    return build_models(
+        config.model,
+        g_width=config.g_width,
+        d_width=config.d_width,
+        dropout_rate=config.dropout_rate,
+        dtype=config.dtype,
+        image_shape=image_shape,
+        num_classes=num_classes if config.get("conditional", False) else 0,
+        spectral_norm=config.get("spectral_norm", False),
     )

@@ -1,6 +1,14 @@
-"""DCGAN (Radford et al. 2016) sized for 28x28 grayscale images."""
+"""DCGAN (Radford et al. 2016) for square images whose side is a multiple of 4.
+
+With `num_classes > 1` it is class-conditional: G concatenates a learned label embedding
+to z, and D is a projection discriminator (Miyato & Koyama 2018): logit = w.h + <e(y), h>.
+With `spectral_norm`, each of D's layers is spectrally normalised (Miyato et al. 2018),
+and D's BatchNorm is left out, as in SN-GAN.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import flax.linen as nn
 import jax
@@ -10,59 +18,117 @@ from jaxgan.models.layers import Conv, Dropout, SubpixelConvTranspose
 
 # PyTorch's BatchNorm defaults (momentum 0.1 there is 0.9 here), as in the reference DCGAN.
 _BATCH_NORM = dict(momentum=0.9, epsilon=1e-5)
+# Power-iteration state of spectral normalisation: its own collection, not BatchNorm's.
+SPECTRAL_COLLECTION = "spectral"
+
+
+def check_image_shape(image_shape: tuple[int, int, int]) -> None:
+    height, width, channels = image_shape
+    if height % 4 or width % 4 or channels not in (1, 3):
+        raise ValueError(
+            f"the DCGAN cannot make images of shape {tuple(image_shape)}; allowed: height "
+            "and width multiples of 4 (e.g. 28 or 32) and 1 or 3 channels "
+            "(set config.image_size / config.channels)"
+        )
 
 
 class Generator(nn.Module):
-    """Latent [B, latent_dim] -> images [B, 28, 28, 1] in [-1, 1].
+    """Latents [B, latent_dim] (and labels [B]) -> images [B, H, W, C] in [-1, 1].
 
-    Dense to 7x7x(4w), BatchNorm, ReLU; 4x4 stride-2 transposed conv to 14x14x(2w),
-    BatchNorm, ReLU; 4x4 stride-2 transposed conv to 28x28x1, Tanh. `w` is `width`.
-    The transposed convolutions are `SubpixelConvTranspose`, the same layer as
-    `nn.ConvTranspose(padding='SAME')` in a form XLA differentiates fast on CPU.
+    Dense to (H/4)x(W/4)x(4w), BatchNorm, ReLU; 4x4 stride-2 transposed conv to
+    (H/2)x(W/2)x(2w), BatchNorm, ReLU; 4x4 stride-2 transposed conv to HxWxC, Tanh.
+    `w` is `width`. The transposed convolutions are `SubpixelConvTranspose`, the same
+    layer as `nn.ConvTranspose(padding='SAME')` in a form XLA differentiates fast on CPU.
     """
 
     width: int = 64
+    image_shape: tuple[int, int, int] = (28, 28, 1)
+    num_classes: int = 0
     dtype: jnp.dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, latents: jax.Array, *, train: bool) -> jax.Array:
+    def __call__(
+        self, latents: jax.Array, labels: jax.Array | None = None, *, train: bool
+    ) -> jax.Array:
+        height, width, channels = self.image_shape
+        if self.num_classes > 1:
+            embedding = nn.Embed(self.num_classes, latents.shape[-1], name="label_embedding")
+            latents = jnp.concatenate([latents, embedding(labels)], axis=-1)  # [B, 2 * latent]
         batch_norm = lambda: nn.BatchNorm(  # noqa: E731
             use_running_average=not train, dtype=self.dtype, **_BATCH_NORM
         )
-        hidden = nn.Dense(7 * 7 * 4 * self.width, use_bias=False, dtype=self.dtype)(latents)
+        base = (height // 4, width // 4)
+        hidden = nn.Dense(base[0] * base[1] * 4 * self.width, use_bias=False, dtype=self.dtype)(
+            latents
+        )
         hidden = nn.relu(batch_norm()(hidden))
-        hidden = hidden.reshape(latents.shape[0], 7, 7, 4 * self.width)  # [B, 7, 7, 4w]
+        hidden = hidden.reshape(latents.shape[0], *base, 4 * self.width)  # [B, H/4, W/4, 4w]
         hidden = SubpixelConvTranspose(2 * self.width, use_bias=False, dtype=self.dtype)(hidden)
-        hidden = nn.relu(batch_norm()(hidden))  # [B, 14, 14, 2w]
-        pixels = SubpixelConvTranspose(1, dtype=self.dtype)(hidden)  # [B, 28, 28, 1]
+        hidden = nn.relu(batch_norm()(hidden))  # [B, H/2, W/2, 2w]
+        pixels = SubpixelConvTranspose(channels, dtype=self.dtype)(hidden)  # [B, H, W, C]
         return nn.tanh(pixels.astype(jnp.float32))
 
 
 class Discriminator(nn.Module):
-    """Images [B, 28, 28, 1] in [-1, 1] -> real-vs-fake logits [B] (float32).
+    """Images [B, H, W, C] in [-1, 1] (and labels [B]) -> real-vs-fake logits [B] (float32).
 
-    4x4 stride-2 conv to 14x14xw, LeakyReLU(0.2), dropout; 4x4 stride-2 conv to 7x7x(2w),
-    BatchNorm, LeakyReLU(0.2), dropout; Dense to one logit. `layers.Conv` and
-    `layers.Dropout` compute exactly what `nn.Conv` and `nn.Dropout` do (same parameters,
-    same dropout masks for a key), in forms XLA runs fast on CPU, inside `lax.scan` too.
+    4x4 stride-2 conv to (H/2)x(W/2)xw, LeakyReLU(0.2), dropout; 4x4 stride-2 conv to
+    (H/4)x(W/4)x(2w), BatchNorm, LeakyReLU(0.2), dropout; Dense to one logit.
+    `layers.Conv` and `layers.Dropout` compute exactly what `nn.Conv` and `nn.Dropout`
+    do (same parameters, same dropout masks for a key), in forms XLA runs fast on CPU.
     """
 
     width: int = 64
     dropout_rate: float = 0.3
+    num_classes: int = 0
+    spectral_norm: bool = False
     dtype: jnp.dtype = jnp.float32
 
+    def _layer(self, layer: nn.Module, train: bool) -> Callable[[jax.Array], jax.Array]:
+        if not self.spectral_norm:
+            return layer
+        normalised = nn.SpectralNorm(layer, collection_name=SPECTRAL_COLLECTION)
+        return lambda inputs: normalised(inputs, update_stats=train)
+
     @nn.compact
-    def __call__(self, images: jax.Array, *, train: bool) -> jax.Array:
-        conv = lambda features, **kw: Conv(  # noqa: E731
-            features, (4, 4), strides=(2, 2), padding=((1, 1), (1, 1)), dtype=self.dtype, **kw
-        )
-        hidden = nn.leaky_relu(conv(self.width)(images), 0.2)  # [B, 14, 14, w]
+    def __call__(
+        self, images: jax.Array, labels: jax.Array | None = None, *, train: bool
+    ) -> jax.Array:
+        conv = lambda features, **kw: self._layer(  # noqa: E731
+            Conv(features, (4, 4), strides=(2, 2), padding=((1, 1), (1, 1)), dtype=self.dtype,
+                 **kw),
+            train,
+        )  # fmt: skip
+        hidden = nn.leaky_relu(conv(self.width)(images), 0.2)  # [B, H/2, W/2, w]
         hidden = Dropout(self.dropout_rate, deterministic=not train)(hidden)
-        hidden = conv(2 * self.width, use_bias=False)(hidden)  # [B, 7, 7, 2w]
-        hidden = nn.BatchNorm(use_running_average=not train, dtype=self.dtype, **_BATCH_NORM)(
-            hidden
-        )
+        hidden = conv(2 * self.width, use_bias=self.spectral_norm)(hidden)  # [B, H/4, W/4, 2w]
+        if not self.spectral_norm:
+            hidden = nn.BatchNorm(use_running_average=not train, dtype=self.dtype, **_BATCH_NORM)(
+                hidden
+            )
         hidden = nn.leaky_relu(hidden, 0.2)
         hidden = Dropout(self.dropout_rate, deterministic=not train)(hidden)
-        logits = nn.Dense(1, dtype=self.dtype)(hidden.reshape(images.shape[0], -1))
-        return logits[:, 0].astype(jnp.float32)
+        features = hidden.reshape(images.shape[0], -1)
+        logits = self._layer(nn.Dense(1, dtype=self.dtype), train)(features)[:, 0]
+        if self.num_classes > 1:
+            embedding = nn.Embed(self.num_classes, features.shape[-1], name="label_projection")
+            logits = logits + jnp.sum(embedding(labels) * features, axis=-1)
+        return logits.astype(jnp.float32)
+
+
+def build(
+    *,
+    g_width: int,
+    d_width: int,
+    dropout_rate: float,
+    dtype: jnp.dtype,
+    image_shape: tuple[int, int, int],
+    num_classes: int,
+    spectral_norm: bool,
+) -> tuple[nn.Module, nn.Module]:
+    """The registry's entry: (generator, discriminator)."""
+    check_image_shape(image_shape)
+    return (
+        Generator(g_width, tuple(image_shape), num_classes, dtype),
+        Discriminator(d_width, dropout_rate, num_classes, spectral_norm, dtype),
+    )

@@ -1,4 +1,4 @@
-"""The vanilla MLP GAN (Goodfellow et al. 2014) for 28x28 grayscale images."""
+"""The vanilla MLP GAN (Goodfellow et al. 2014), for images of any shape."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import jax.numpy as jnp
 
 
 class Generator(nn.Module):
-    """Latent [B, latent_dim] -> float32 images [B, 28, 28, 1] in [-1, 1].
+    """Latent [B, latent_dim] -> float32 images [B, H, W, C] in [-1, 1].
 
     Linear, ReLU, Linear, ReLU, Linear, Tanh with hidden widths (width, 2 * width).
     """
@@ -18,8 +18,10 @@ class Generator(nn.Module):
     dtype: jnp.dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, latents: jax.Array, *, train: bool) -> jax.Array:
-        del train  # No dropout or BatchNorm; kept for a uniform model interface.
+    def __call__(
+        self, latents: jax.Array, labels: jax.Array | None = None, *, train: bool
+    ) -> jax.Array:
+        del labels, train  # Unconditional, no dropout or BatchNorm: a uniform interface.
         hidden = nn.relu(nn.Dense(self.width, dtype=self.dtype)(latents))
         hidden = nn.relu(nn.Dense(2 * self.width, dtype=self.dtype)(hidden))
         num_pixels = self.image_shape[0] * self.image_shape[1] * self.image_shape[2]
@@ -28,7 +30,7 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """Images [B, 28, 28, 1] in [-1, 1] -> real-vs-fake logits [B] (float32).
+    """Images [B, H, W, C] in [-1, 1] -> real-vs-fake logits [B] (float32).
 
     Linear, LeakyReLU(0.2), Linear, LeakyReLU(0.2), Linear with widths (2 * width, width).
     """
@@ -37,10 +39,38 @@ class Discriminator(nn.Module):
     dtype: jnp.dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, images: jax.Array, *, train: bool) -> jax.Array:
-        del train
+    def __call__(
+        self, images: jax.Array, labels: jax.Array | None = None, *, train: bool
+    ) -> jax.Array:
+        del labels, train
         hidden = images.reshape(images.shape[0], -1)
         hidden = nn.leaky_relu(nn.Dense(2 * self.width, dtype=self.dtype)(hidden), 0.2)
         hidden = nn.leaky_relu(nn.Dense(self.width, dtype=self.dtype)(hidden), 0.2)
         logits = nn.Dense(1, dtype=self.dtype)(hidden)
         return logits[:, 0].astype(jnp.float32)
+
+
+def build(
+    *,
+    g_width: int,
+    d_width: int,
+    dropout_rate: float,
+    dtype: jnp.dtype,
+    image_shape: tuple[int, int, int],
+    num_classes: int,
+    spectral_norm: bool,
+) -> tuple[nn.Module, nn.Module]:
+    """The registry's entry: (generator, discriminator). Unconditional, no dropout."""
+    del dropout_rate
+    if num_classes > 1:
+        raise ValueError(
+            "model='mlp' is unconditional; allowed: conditional=False, or model='dcgan'"
+        )
+    if spectral_norm:
+        raise ValueError(
+            "model='mlp' has no spectral norm; allowed: spectral_norm=False, or 'dcgan'"
+        )
+    return (
+        Generator(width=g_width, image_shape=tuple(image_shape), dtype=dtype),
+        Discriminator(width=d_width, dtype=dtype),
+    )

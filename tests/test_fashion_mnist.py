@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jaxgan import data
+from jaxgan.datasets import fashion_mnist as data
 
 TFDS_CHECKSUMS = (
     Path(__import__("tensorflow_datasets").__file__).parent / "url_checksums" / "fashion_mnist.txt"
@@ -95,7 +95,7 @@ def _write_fake_cache(cache_dir: Path) -> None:
 def test_cached_data_loads_without_importing_tensorflow(tmp_path):
     _write_fake_cache(tmp_path)
     code = (
-        "import sys; from jaxgan import data; "
+        "import sys; from jaxgan.datasets import fashion_mnist as data; "
         f"images, labels = data.load_fashion_mnist('test', cache_dir={str(tmp_path)!r}); "
         "assert images.shape == (10000, 28, 28) and images.dtype.name == 'uint8'; "
         "assert 'tensorflow' not in sys.modules, 'TensorFlow was imported'"
@@ -134,7 +134,7 @@ def test_no_source_error_lists_every_way_to_provide_the_data(tmp_path, monkeypat
     class FakeTfds:
         builder = staticmethod(lambda name, data_dir=None: UnpreparedBuilder())
 
-    monkeypatch.setattr(data, "_import_tfds", lambda: FakeTfds)
+    monkeypatch.setattr(data, "import_tfds", lambda help_text="": FakeTfds)
     monkeypatch.setattr(data, "DEBIAN_DIR", tmp_path / "absent")
     with pytest.raises(data.DataUnavailableError) as error:
         data.load_fashion_mnist("train", cache_dir=tmp_path)
@@ -147,3 +147,30 @@ def test_no_source_error_lists_every_way_to_provide_the_data(tmp_path, monkeypat
         "no internet",
     ):
         assert hint in message
+
+
+def test_a_missing_data_dir_is_an_error_even_with_a_cache(tmp_path):
+    _write_fake_cache(tmp_path)
+    with pytest.raises(ValueError, match="is not a folder"):
+        data.load_fashion_mnist("test", data_dir=str(tmp_path / "absent"), cache_dir=tmp_path)
+
+
+def _prepare_command(*args: str, cache_dir: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "jaxgan.data", *args],
+        cwd=Path(__file__).parents[1],
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, "JAXGAN_CACHE_DIR": str(cache_dir)},
+    )
+
+
+def test_prepare_command_has_help_and_refuses_bad_arguments(tmp_path):
+    help_result = _prepare_command("--help", cache_dir=tmp_path)
+    assert help_result.returncode == 0 and "data_dir" in help_result.stdout
+    extra = _prepare_command("a", "b", "c", cache_dir=tmp_path)
+    assert extra.returncode == 2 and "unrecognized arguments: b c" in extra.stderr
+    _write_fake_cache(tmp_path)
+    missing = _prepare_command("/nonexistent/dir", cache_dir=tmp_path)
+    assert missing.returncode == 1
+    assert "data_dir='/nonexistent/dir' is not a folder" in missing.stderr

@@ -1,0 +1,111 @@
+"""Any tfds image-classification dataset: `config.dataset="tfds:NAME[:VERSION]"`.
+
+The dataset is prepared by tensorflow-datasets (its own download and checksums, or an
+already prepared copy in `config.tfds_data_dir`), then cached as uint8 numpy in the
+jaxgan cache folder, keyed by name, version and split, so later runs need no TensorFlow.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from jaxgan.datasets.base import (
+    Dataset,
+    DatasetInfo,
+    DataUnavailableError,
+    default_cache_dir,
+    import_tfds,
+)
+from jaxgan.fileio import atomic_savez
+
+log = logging.getLogger(__name__)
+
+_NAME = re.compile(r"^[a-z0-9_]+(/[a-z0-9_.]+)?$")
+_VERSION = re.compile(r"^\d+\.\d+\.\d+$")
+
+
+def parse(argument: str) -> tuple[str, str]:
+    """'cifar10' -> ('cifar10', ''); 'mnist:3.0.1' -> ('mnist', '3.0.1')."""
+    name, _, version = argument.partition(":")
+    if not _NAME.match(name) or (version and not _VERSION.match(version)):
+        raise ValueError(
+            f"dataset='tfds:{argument}' is not a tfds name; allowed: 'tfds:NAME' or "
+            "'tfds:NAME:X.Y.Z', e.g. 'tfds:mnist', 'tfds:cifar10:3.0.2'"
+        )
+    return name, version
+
+
+def _cache_path(name: str, version: str, split: str) -> Path:
+    safe = name.replace("/", "__")
+    return default_cache_dir() / "tfds" / f"{safe}_{version or 'default'}_{split}_v1.npz"
+
+
+def _read_cache(path: Path) -> dict | None:
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return {key: archive[key] for key in archive.files}
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, zlib.error, EOFError) as error:
+        log.warning("Ignoring unreadable dataset cache %s (%s)", path, error)
+        return None
+
+
+def _prepare(name: str, version: str, split: str, tfds_data_dir: str | None) -> dict:
+    tfds = import_tfds()
+    builder = tfds.builder(f"{name}:{version}" if version else name, data_dir=tfds_data_dir)
+    if not builder.is_prepared():
+        log.info("Preparing %s with tfds (in %s)", name, builder.data_dir)
+        try:
+            builder.download_and_prepare()
+        except Exception as error:  # noqa: BLE001 - tfds raises many types; report one
+            raise DataUnavailableError(
+                f"tfds could not prepare {name!r} ({type(error).__name__}: {error}). Without "
+                "internet, prepare it elsewhere and copy tfds's folder into tfds_data_dir."
+            ) from error
+    features = builder.info.features
+    if "image" not in features or "label" not in features:
+        raise ValueError(
+            f"tfds dataset {name!r} has features {sorted(features)}; allowed: an image "
+            "classification dataset with 'image' and 'label' features"
+        )
+    if split not in builder.info.splits:
+        raise ValueError(
+            f"tfds dataset {name!r} has no split {split!r}; it has {sorted(builder.info.splits)}"
+        )
+    batch = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1))
+    images = np.asarray(batch["image"])
+    if images.ndim == 3:
+        images = images[..., None]
+    return {
+        "images": images.astype(np.uint8),
+        "labels": np.asarray(batch["label"]).astype(np.int32),
+        "class_names": np.array(features["label"].names, dtype=str),
+    }
+
+
+def load(argument: str, split: str, config) -> Dataset:
+    """The registry's entry for 'tfds:NAME[:VERSION]'. A missing 'test' split uses 'train'."""
+    name, version = parse(argument)
+    path = _cache_path(name, version, split)
+    arrays = _read_cache(path)
+    if arrays is None:
+        arrays = _prepare(name, version, split, config.tfds_data_dir or None)
+        try:
+            atomic_savez(path, **arrays)
+        except OSError as error:
+            log.warning("Could not write dataset cache %s (%s)", path, error)
+    images = arrays["images"]
+    if images.ndim != 4 or images.shape[-1] not in (1, 3) or images.dtype != np.uint8:
+        raise ValueError(
+            f"tfds dataset {name!r} gives images {images.dtype} {images.shape}; allowed: "
+            "uint8 [N, H, W, 1|3] of one size"
+        )
+    class_names = tuple(str(n) for n in arrays["class_names"])
+    info = DatasetInfo(f"tfds:{argument}", tuple(images.shape[1:]), len(class_names), class_names)
+    return Dataset(images, arrays["labels"].astype(np.int32), info, split)
