@@ -1,14 +1,30 @@
-"""Shared body of the training entry points: flags, logging, errors, exit codes."""
+"""Shared body of the training entry points: flags, help, logging, errors, exit codes."""
 
 from __future__ import annotations
 
+import importlib.util
 import logging
+import re
 import sys
+from pathlib import Path
 
 from absl import flags
 from ml_collections import config_flags
 
-from jaxgan.loop import NonFiniteLossError, TrainingInterrupted, train_and_evaluate
+from jaxgan.config import describe_fields
+
+USAGE = """{doc}
+usage: python -m {module} [--config=FILE[:VARIANT]] [--workdir=DIR] [--config.FIELD=VALUE ...]
+
+  --config   config file (default {config}); variants: {variants}
+  --workdir  output folder (default {workdir}); running the same command again resumes
+
+Config fields, with the values of {config_spec}:
+{fields}
+
+Example:
+  python -m {module} --config={config}:smoke --workdir=/tmp/smoke --config.num_epochs=2
+"""
 
 
 def define_flags(default_config: str, default_workdir: str) -> None:
@@ -18,19 +34,76 @@ def define_flags(default_config: str, default_workdir: str) -> None:
     flags.DEFINE_string("workdir", default_workdir, "Output folder; reruns resume from it.")
 
 
-def main(argv) -> None:
-    if len(argv) > 1:
-        raise SystemExit(f"Unexpected arguments: {' '.join(argv[1:])}")
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr
+def _load_config_module(path: str):
+    spec = importlib.util.spec_from_file_location("jaxgan_help_config", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _usage(argv: list[str], doc: str) -> str:
+    given = [a.split("=", 1)[1] for a in argv if a.startswith("--config=")]
+    flag_values = flags.FLAGS
+    default_config = flag_values["config"].default_as_str.strip("'\"")
+    spec = given[-1] if given else default_config
+    path, _, variant = spec.partition(":")
+    module = _load_config_module(path)
+    return USAGE.format(
+        doc=doc.strip() + "\n",
+        module=Path(argv[0]).stem if argv[0].endswith(".py") else argv[0],
+        config=default_config,
+        variants=", ".join(f"{path}:{name}" for name in getattr(module, "VARIANTS", ())),
+        workdir=flag_values["workdir"].default,
+        config_spec=spec,
+        fields=describe_fields(module.get_config(variant)),
     )
-    logging.getLogger("absl").setLevel(logging.WARNING)
+
+
+def _one_line(error: BaseException) -> str:
+    """A flag-parsing error as one line: the config's own message, or the typo hint."""
+    text = str(error).replace("\\n", "\n")
+    hint = re.search(r'Did you mean "(\w+)" instead of "([\w.]+)"', text)
+    if hint:
+        return f"--config.{hint.group(2)} is not a config field; did you mean {hint.group(1)}?"
+    unknown = re.search(r"Could not override [\w.]+\.(\w+)|key ['\"]?(\w+)['\"]? does not", text)
+    if unknown:
+        return f"--config.{unknown.group(1) or unknown.group(2)} is not a config field"
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    last = lines[-1] if lines else type(error).__name__
+    return re.sub(r"^(ValueError|KeyError|AttributeError): ", "", last)
+
+
+def parse_flags(argv: list[str], *, doc: str, module: str) -> list[str]:
+    """absl's parsing with a real `--help` and one-line errors instead of tracebacks."""
+    if any(arg in ("-h", "--help", "--helpshort") for arg in argv[1:]):
+        print(_usage([module, *argv[1:]], doc))
+        sys.exit(0)
+    try:
+        return flags.FLAGS(argv)
+    except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as error:
+        print(f"error: {_one_line(error)}", file=sys.stderr)
+        sys.exit(2)
+
+
+def main(argv) -> None:
+    from jaxgan import compilation_cache
+    from jaxgan.loop import NonFiniteLossError, TrainingInterrupted, train_and_evaluate
+    from jaxgan.workdir import LOG_FORMAT
+
+    if len(argv) > 1:
+        print(f"error: unexpected arguments: {' '.join(argv[1:])}", file=sys.stderr)
+        sys.exit(2)
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, stream=sys.stderr)
+    # Backend probing ("Unable to initialize backend 'tpu'") is not news to a user.
+    for noisy in ("absl", "jax", "jax._src.xla_bridge"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    compilation_cache.enable()
     flag_values = flags.FLAGS
     try:
         train_and_evaluate(flag_values.config, flag_values.workdir)
     except TrainingInterrupted as interrupted:
+        print(f"stopped: {interrupted}", file=sys.stderr)
         sys.exit(128 + interrupted.signum)
     except (ValueError, NonFiniteLossError, OSError) as error:
-        # Already logged (to the terminal and train.log) by the loop when it could be.
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)

@@ -12,30 +12,51 @@ otherwise restores silently with wrong values.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from pathlib import Path
 from typing import Any
 
 import jax
+import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 from flax import serialization
 
+from jaxgan.datasets import DatasetInfo
 from jaxgan.train import GANState
 
 log = logging.getLogger(__name__)
 
-# Config fields that fix the shapes of the saved arrays.
-SIGNATURE_FIELDS = ("model", "latent_dim", "g_width", "d_width")
+# Config fields that fix the shapes of the saved arrays, with the value a checkpoint
+# written before the field existed implies.
+SIGNATURE_FIELDS = {
+    "model": None,
+    "latent_dim": None,
+    "g_width": None,
+    "d_width": None,
+    "conditional": False,
+    "spectral_norm": False,
+    "ema": False,
+}
 
 
 class CheckpointError(ValueError):
     """A checkpoint exists but cannot be used; the message says which and why."""
 
 
-def signature(config: Any) -> dict[str, Any]:
-    """The config fields a checkpoint must agree with to be restored."""
-    return {field: config[field] for field in SIGNATURE_FIELDS}
+# What checkpoints written before a field existed imply: FashionMNIST, unconditional.
+_LEGACY_SIGNATURE = {**SIGNATURE_FIELDS, "image_shape": [28, 28, 1], "num_classes": 0}
+
+
+def signature(config: Any, info: DatasetInfo | None = None) -> dict[str, Any]:
+    """The config fields (and dataset shape) a checkpoint must agree with to be restored."""
+    values = {field: config.get(field, default) for field, default in SIGNATURE_FIELDS.items()}
+    values["ema"] = bool(config.get("ema_decay", 0.0))
+    if info is not None:
+        values["image_shape"] = list(info.image_shape)
+        values["num_classes"] = info.num_classes if values["conditional"] else 0
+    return values
 
 
 def _state_tree(state: GANState) -> dict[str, Any]:
@@ -139,7 +160,8 @@ class Checkpointer:
         if step is None:
             raise CheckpointError(f"No checkpoint in {self.directory}")
         meta = self.read_meta(step)
-        saved_signature = meta.get("signature", {})
+        saved_signature = {**_LEGACY_SIGNATURE, **meta.get("signature", {})}
+        saved_signature = {key: saved_signature.get(key) for key in expected_signature}
         if saved_signature != expected_signature:
             differences = ", ".join(
                 f"{key}: checkpoint {saved_signature.get(key)!r} vs config "
@@ -186,3 +208,55 @@ class Checkpointer:
 
     def close(self) -> None:
         self._manager.close()
+
+
+def load_run(
+    workdir: str | Path, *, step: int | None = None
+) -> tuple[ml_collections.ConfigDict, GANState, dict[str, Any]]:
+    """The config, restored state and meta of a training workdir's checkpoint.
+
+    Reads `config.json` and the latest complete checkpoint (or `step`), without loading
+    the dataset: the image shape and classes come from the checkpoint's meta. Safe beside
+    a running training (nothing is written or removed).
+
+    Raises:
+      FileNotFoundError: `workdir` is not a training workdir.
+      CheckpointError: no checkpoint, or an unusable one (the message says why).
+    """
+    from jaxgan.datasets.fashion_mnist import INFO as FASHION_MNIST_INFO
+    from jaxgan.train import create_state
+
+    workdir = Path(workdir)
+    config_path = workdir / "config.json"
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{config_path} not found: is {workdir} a training workdir?")
+    config = ml_collections.ConfigDict(json.loads(config_path.read_text()))
+    if not (workdir / "checkpoints").is_dir():
+        raise CheckpointError(
+            f"{workdir} has no checkpoints yet: a run saves one every checkpoint_every epochs"
+        )
+    checkpointer = Checkpointer(workdir / "checkpoints", int(config.get("keep_checkpoints", 3)))
+    try:
+        step = checkpointer.latest_step() if step is None else step
+        if step is None:
+            raise CheckpointError(
+                f"{workdir / 'checkpoints'} holds no complete checkpoint yet: a run saves "
+                "one every checkpoint_every epochs"
+            )
+        meta = checkpointer.read_meta(step)
+        info = (
+            DatasetInfo.from_dict(meta["dataset_info"])
+            if "dataset_info" in meta
+            else FASHION_MNIST_INFO
+        )
+        template = jax.eval_shape(
+            lambda key: create_state(
+                config, key, image_shape=info.image_shape, num_classes=info.num_classes
+            ),
+            jax.random.key(0),
+        )
+        state, meta = checkpointer.restore(template, signature(config, info), step)
+    finally:
+        checkpointer.close()
+    meta.setdefault("dataset_info", info.to_dict())
+    return config, state, meta

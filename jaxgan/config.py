@@ -11,7 +11,9 @@ import numbers
 
 import ml_collections
 
+from jaxgan import datasets
 from jaxgan.models import DTYPES, MODELS
+from jaxgan.objectives import OBJECTIVES
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -86,6 +88,18 @@ def _fraction(value) -> bool:
     return _is_real(value) and 0 <= value < 1
 
 
+def _non_negative_finite(value) -> bool:
+    return _is_real(value) and math.isfinite(value) and value >= 0
+
+
+def _dataset(value) -> bool:
+    try:
+        datasets.parse(value)
+    except ValueError:
+        return False
+    return True
+
+
 # field: (test, what is allowed). Every field of `base_config()` is listed.
 _RULES = {
     "model": (lambda v: isinstance(v, str) and v in MODELS, f"one of {', '.join(MODELS)}"),
@@ -94,6 +108,20 @@ _RULES = {
     "d_width": (_positive_int, "a positive integer"),
     "dropout_rate": (_fraction, "a number in [0, 1)"),
     "dtype": (lambda v: isinstance(v, str) and v in DTYPES, f"one of {', '.join(DTYPES)}"),
+    "conditional": (lambda v: isinstance(v, bool), "True or False"),
+    "spectral_norm": (lambda v: isinstance(v, bool), "True or False"),
+    "dataset": (_dataset, datasets.FORMS),
+    "image_size": (
+        lambda v: _is_int(v) and (v == 0 or 4 <= v <= 1024),
+        "0 (the dataset's own size) or an integer in [4, 1024]",
+    ),
+    "channels": (lambda v: _is_int(v) and v in (0, 1, 3), "0 (the dataset's own), 1 or 3"),
+    "loss": (lambda v: isinstance(v, str) and v in OBJECTIVES, "one of " + ", ".join(OBJECTIVES)),
+    "d_steps": (lambda v: _is_int(v) and 1 <= v <= 100, "an integer in [1, 100]"),
+    "gp_weight": (_non_negative_finite, "a finite number >= 0"),
+    "ema_decay": (_fraction, "a number in [0, 1) (0 turns the EMA off)"),
+    "r1_gamma": (_non_negative_finite, "a finite number >= 0 (0 turns R1 off)"),
+    "r1_every": (_positive_int, "a positive integer"),
     "learning_rate": (
         lambda v: _is_real(v) and math.isfinite(v) and v > 0,
         "a positive finite number",
@@ -139,6 +167,15 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         raise ValueError("Invalid config:\n  " + "\n  ".join(problems))
 
 
+def unknown_variant(path: str, variant: str, variants: tuple[str, ...]) -> ValueError:
+    """The error of a config file asked for a variant it does not have."""
+    from pathlib import Path
+
+    name = Path(path).name
+    allowed = ", ".join([f"{name}", *(f"{name}:{v}" for v in variants)])
+    return ValueError(f"{name} has no variant {variant!r}; allowed: {allowed}")
+
+
 def check_batch_size(batch_size: int, num_examples: int) -> None:
     """Raises ValueError when not even one full batch fits in the training set."""
     if batch_size > num_examples:
@@ -146,3 +183,53 @@ def check_batch_size(batch_size: int, num_examples: int) -> None:
             f"config.batch_size={batch_size} is larger than the training set "
             f"({num_examples} images); allowed: 1 to {num_examples}"
         )
+
+
+# What each field means, for `--help` and the README's config reference.
+FIELD_HELP = {
+    "model": "model family: " + ", ".join(MODELS),
+    "latent_dim": "size of z",
+    "g_width": "G base width (DCGAN channels 4w->2w->C; MLP hidden units w->2w)",
+    "d_width": "D base width (DCGAN channels w->2w; MLP hidden units 2w->w)",
+    "dropout_rate": "D dropout (DCGAN)",
+    "dtype": "compute dtype (params, optimizer state and losses stay float32)",
+    "conditional": "class-conditional G (label embedding) and projection D",
+    "spectral_norm": "spectral normalisation of D's layers (replaces D's BatchNorm)",
+    "dataset": "data source: " + datasets.FORMS,
+    "image_size": "resize images to SxS (0: the dataset's own size)",
+    "channels": "1 (gray) or 3 (RGB); 0: the dataset's own",
+    "loss": "objective: " + ", ".join(OBJECTIVES),
+    "d_steps": "D (critic) steps per G step",
+    "gp_weight": "gradient-penalty weight of wgan_gp",
+    "ema_decay": "EMA of G's weights per step, used for samples and FID (0: off)",
+    "r1_gamma": "R1 penalty weight on reals (0: off)",
+    "r1_every": "apply R1 every k steps, scaled by k (lazy R1)",
+    "learning_rate": "Adam learning rate, G and D",
+    "b1": "Adam beta1",
+    "b2": "Adam beta2",
+    "batch_size": "images per step (the last incomplete batch of an epoch is dropped)",
+    "num_epochs": "epochs to train",
+    "seed": "same seed, same run",
+    "num_train_examples": "train on the first N images (0: all)",
+    "data_dir": "folder with the four FashionMNIST IDX .gz files ('' : Debian's package)",
+    "tfds_data_dir": "tfds's data folder ('' : ~/tensorflow_datasets)",
+    "sample_every": "epochs between sample grids (0: only the final grid)",
+    "checkpoint_every": "epochs between checkpoints (0: only at the end)",
+    "keep_checkpoints": "how many of the newest checkpoints to keep",
+    "log_every_steps": "steps per compiled chunk on GPU/TPU; NaN checks and progress",
+    "progress": "progress bar on a terminal",
+    "eval_every": "epochs between evaluations, and always at the end (0: never)",
+    "fid_num_samples": "N generated images vs the first N reference images",
+    "fid_batch_size": "Inception batch size",
+    "kid_subset_size": "KID subset size",
+    "kid_num_subsets": "KID number of subsets",
+}
+
+
+def describe_fields(config: ml_collections.ConfigDict) -> str:
+    """One line per field: name, value in `config`, meaning."""
+    width = max(len(name) for name in config)
+    return "\n".join(
+        f"  --config.{name:<{width}} {config[name]!r:<18} {FIELD_HELP.get(name, '')}"
+        for name in config
+    )

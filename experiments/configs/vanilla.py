@@ -8,7 +8,9 @@ Smoke (CPU, one short epoch):
 Expected: blurry but recognisable garment shapes after 150 epochs.
 """
 
-from jaxgan.config import base_config
+from jaxgan.config import base_config, unknown_variant
+
+VARIANTS = ("smoke",)
 
 
 def get_config(variant: str = ""):
@@ -37,5 +39,5 @@ def get_config(variant: str = ""):
         config.kid_num_subsets = 10
         config.log_every_steps = 5
     elif variant:
-        raise ValueError(f"unknown config variant {variant!r}; allowed: '' or 'smoke'")
+        raise unknown_variant(__file__, variant, VARIANTS)
     return config.lock()

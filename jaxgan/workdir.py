@@ -1,0 +1,137 @@
+"""A training workdir: checks before anything is written, the lock, the log and metrics.
+
+Nothing here creates or changes a file until the caller has checked the config against
+the data and the checkpoint: `check_writable` only looks, `prepare` creates.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from jaxgan.fileio import atomic_write_text
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
+
+
+def check_writable(workdir: str | os.PathLike) -> Path:
+    """The absolute workdir path, if this user could create and write it; changes nothing.
+
+    Raises:
+      ValueError: it (or the nearest existing folder above it) is not a writable folder.
+    """
+    path = Path(workdir).expanduser().absolute()
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    problem = None
+    if not existing.is_dir():
+        problem = f"{existing} is not a folder"
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        problem = f"{existing} is not writable by this user"
+    if problem:
+        raise ValueError(
+            f"workdir={str(workdir)!r} is not writable ({problem}); allowed: a folder this "
+            "user can create and write"
+        )
+    return path
+
+
+def prepare(path: Path) -> Path:
+    """Creates the workdir and checks that a file can be written in it."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write_test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as error:
+        raise ValueError(
+            f"workdir={str(path)!r} is not writable ({error.strerror or error}); "
+            "allowed: a folder this user can create and write"
+        ) from error
+    return path
+
+
+def check_exists(workdir: Path, step: int) -> None:
+    """Raises FileNotFoundError if the workdir was removed while training."""
+    # Writers create missing parents, which would scatter a half workdir.
+    if not workdir.is_dir():
+        raise FileNotFoundError(
+            f"workdir {workdir} disappeared during training (at step {step}); nothing more "
+            "was written. Put it back to resume from its last checkpoint, or start again."
+        )
+
+
+@contextlib.contextmanager
+def exclusive(workdir: Path) -> Iterator[None]:
+    """Holds an advisory lock on workdir, so that two runs never write the same files.
+
+    The kernel releases the lock when the process ends, however it ends.
+    """
+    with (workdir / ".lock").open("a+") as lock_file:
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock_file.seek(0)
+            owner = lock_file.read().strip() or "unknown"
+            raise ValueError(
+                f"workdir={str(workdir)!r} is in use by another training run (pid {owner}); "
+                "allowed: a workdir no other run is using (wait for that run to end)"
+            ) from None
+        lock_file.seek(0)
+        lock_file.truncate()
+        lock_file.write(f"{os.getpid()}\n")
+        lock_file.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def logging_to(workdir: Path) -> Iterator[None]:
+    """Copies the log (INFO and above) into workdir/train.log while the block runs."""
+    handler = logging.FileHandler(workdir / "train.log")
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    if root.level > logging.INFO or root.level == logging.NOTSET:
+        root.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        handler.close()
+
+
+def write_json(path: Path, payload: Any) -> None:
+    atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """The records of a metrics.jsonl, skipping a line cut short by a kill."""
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
+
+
+def trim_metrics(path: Path, last_step: int) -> list[dict[str, Any]]:
+    """Drops the records written after the checkpoint resumed from; returns those kept."""
+    kept = [record for record in read_metrics(path) if record.get("step", 0) <= last_step]
+    if path.exists():
+        atomic_write_text(path, "".join(json.dumps(record) + "\n" for record in kept))
+    return kept
