@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxgan.metrics import inception
-from jaxgan.metrics.fid import inception_features
+from jaxgan.metrics.features import inception_features
 
 
 def environment() -> dict:

@@ -1,10 +1,11 @@
 """Evaluate a run's latest checkpoint, or compare two image sets.
 
-    python -m experiments.evaluate --workdir=results/dcgan [--num_samples=10000]
+    python -m experiments.evaluate --workdir=results/dcgan [--num_samples=10000] [--report=r.html]
     python -m experiments.evaluate --real=real.npz --fake=generated_pngs/
 
-Prints FID, KID, precision/recall, density/coverage (and D's accuracy, precision and
-recall for a workdir) and writes them to fid_result.txt (in the workdir, or --output).
+Prints FID, KID, precision/recall, density/coverage (and D's accuracy, precision and recall
+for a workdir) and writes them to WORKDIR/fid_result_step{STEP}_n{N}.txt (the run's own
+fid_result.txt is left alone), to fid_result.txt for two image sets, or to --output.
 """
 
 import logging
@@ -12,15 +13,18 @@ import sys
 
 from absl import app, flags
 
-from jaxgan import evaluation_cli
+from experiments import _evaluation
 
 flags.DEFINE_string("workdir", None, "Training workdir whose latest checkpoint is scored.")
 flags.DEFINE_integer("num_samples", None, "N generated (and real test) images; default: config.")
 flags.DEFINE_string("real", None, "Real images: .npz file or folder of PNG/JPEG images.")
 flags.DEFINE_string("fake", None, "Generated images: .npz file or folder of PNG/JPEG images.")
-flags.DEFINE_string("output", None, "Result file (default: WORKDIR/fid_result.txt).")
-flags.DEFINE_integer("batch_size", 250, "Inception batch size.")
+flags.DEFINE_string("output", None, "Result file (default: see above).")
+flags.DEFINE_integer("batch_size", 250, "Generator and Inception batch size.")
 flags.DEFINE_enum("resize", "half_pixel", ["half_pixel", "tf1"], "FID resize convention.")
+flags.DEFINE_enum("feature_dtype", "float32", ["float32", "bfloat16"], "Inception precision.")
+flags.DEFINE_string("report", None, "Also write a self-contained HTML report to this file.")
+flags.DEFINE_integer("report_train_images", 2000, "Training images searched for neighbours.")
 FLAGS = flags.FLAGS
 
 
@@ -29,7 +33,7 @@ def main(argv) -> None:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     logging.getLogger("absl").setLevel(logging.WARNING)
     try:
-        results = evaluation_cli.run(
+        text = _evaluation.run(
             workdir=FLAGS.workdir,
             num_samples=FLAGS.num_samples,
             real=FLAGS.real,
@@ -37,11 +41,14 @@ def main(argv) -> None:
             output=FLAGS.output,
             batch_size=FLAGS.batch_size,
             resize=FLAGS.resize,
+            feature_dtype=FLAGS.feature_dtype,
+            html_report=FLAGS.report,
+            report_train_images=FLAGS.report_train_images,
         )
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
-    print(results)
+    print(text, end="")
 
 
 if __name__ == "__main__":

@@ -1,20 +1,57 @@
-"""The evaluation wiring: metric bundle, D metrics, report file, image-set loading."""
+"""The evaluation wiring: metric assembly, inference-mode generation, labels, cache, stopping."""
+
+import warnings
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from PIL import Image
 
-from jaxgan import evaluation, evaluation_cli
-from jaxgan.metrics.fid import feature_statistics, frechet_distance
-from jaxgan.train import create_state
+from jaxgan import evaluation
+from jaxgan.metrics import EvaluationInterrupted, SmallSampleWarning
+from jaxgan.metrics.features import inception_features
+from jaxgan.metrics.frechet import feature_statistics, frechet_distance
+from jaxgan.metrics.manifold import precision_recall
+from jaxgan.train import create_state, sample
 
 
+@jax.jit
 def pixel_features(preprocessed: jax.Array) -> jax.Array:
     """A cheap stand-in for Inception: 16 pooled pixel values, [B, 16]."""
     pooled = preprocessed[:, ::75, ::75, 0]
     return pooled.reshape(preprocessed.shape[0], -1)
+
+
+def eval_config(tiny_config, model="dcgan", **overrides):
+    settings = dict(fid_num_samples=12, fid_batch_size=5, kid_subset_size=6, kid_num_subsets=3)
+    return tiny_config(model, **{**settings, **overrides})
+
+
+def reference_set(num=30, seed=1):
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, (num, 28, 28, 1), dtype=np.uint8)
+    return images, rng.integers(0, 10, num).astype(np.int32)
+
+
+def make_evaluator(config, images, labels=None, **options):
+    options.setdefault("feature_fn", pixel_features)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SmallSampleWarning)
+        return evaluation.Evaluator(
+            config, images, labels, reference_name="fashion_mnist:test", **options
+        )
+
+
+def documented_latents(state, key, num, batch_size):
+    return jnp.concatenate(
+        [
+            jax.random.normal(jax.random.fold_in(key, start), (batch_size, state.latent_dim))
+            for start in range(0, num, batch_size)
+        ]
+    )[:num]
+
+
+# --- metric assembly ---------------------------------------------------------------------------
 
 
 def test_feature_metrics_agree_with_direct_calls():
@@ -29,52 +66,215 @@ def test_feature_metrics_agree_with_direct_calls():
     assert abs(same["fid"]) < 1e-6 and same["precision"] == same["recall"] == 1.0
 
 
+def test_precision_is_fidelity_and_recall_is_diversity_in_metrics_and_report(tmp_path):
+    # Every generated point sits inside the real manifold (precision 1), but the collapsed
+    # generated manifold holds few real points (low recall): a swap shows at once.
+    rng = np.random.default_rng(3)
+    real = rng.normal(size=(60, 4))
+    collapsed = rng.normal(scale=0.05, size=(60, 4))
+    results = evaluation.feature_metrics(real, collapsed, kid_subsets=2, kid_size=20)
+    assert results["precision"] == 1.0 and results["recall"] < 0.2
+    assert {k: results[k] for k in ("precision", "recall")} == precision_recall(real, collapsed)
+    results.update(
+        reference="toy", resize="half_pixel", feature_dtype="float32", kid_subset_size=20,
+        kid_num_subsets=2,
+    )  # fmt: skip
+    text = evaluation.format_report(results)
+    assert "Precision (k=3): 1.0000\n" in text
+    assert f"Recall (k=3): {results['recall']:.4f}\n" in text
+
+
+# --- the Evaluator -----------------------------------------------------------------------------
+
+
 def test_evaluator_scores_a_state_and_writes_a_complete_report(tiny_config, tmp_path):
-    config = tiny_config(
-        "dcgan", fid_num_samples=12, fid_batch_size=5, kid_subset_size=6, kid_num_subsets=3
-    )
+    config = eval_config(tiny_config)
     state = create_state(config, jax.random.key(0))
-    test_images = np.random.default_rng(1).integers(0, 256, (30, 28, 28), dtype=np.uint8)
-    evaluator = evaluation.Evaluator(config, tmp_path, test_images, feature_fn=pixel_features)
+    evaluator = make_evaluator(config, *reference_set())
     results = evaluator.evaluate(state, jax.random.key(2))
     assert results["num_real"] == results["num_fake"] == 12
-    assert results["reference"] == "fashion_mnist test[:12]"
+    assert results["reference"] == "fashion_mnist:test[:12]"
     for name in (
-        "fid",
-        "kid_mean",
-        "kid_std",
-        "precision",
-        "recall",
-        "density",
-        "coverage",
-        "d_eval_accuracy",
-        "d_eval_precision",
-        "d_eval_recall",
-    ):
+        "fid", "kid_mean", "kid_std", "precision", "recall", "density", "coverage",
+        "d_eval_accuracy", "d_eval_precision", "d_eval_recall",
+    ):  # fmt: skip
         assert isinstance(results[name], float) and np.isfinite(results[name]), name
     report = tmp_path / "fid_result.txt"
     evaluator.write_report(results, report)
     text = report.read_text()
     for needle in (
-        "FID:",
-        "KID:",
-        "Precision (k=3)",
-        "Coverage (k=5)",
-        "Discriminator accuracy",
-        "N real: 12",
-        "N fake: 12",
-        "Reference: fashion_mnist test[:12]",
-        "Checkpoint step: 0",
-        "FID protocol",
-    ):
-        assert needle in text
+        "FID:", "KID:", "Precision (k=3)", "Coverage (k=5)", "Discriminator accuracy",
+        "N real: 12", "N fake: 12", "Reference: fashion_mnist:test[:12]",
+        "Feature precision: float32", "Checkpoint step: 0", "FID protocol", "computed in float32",
+    ):  # fmt: skip
+        assert needle in text, needle
+
+
+def with_distinctive_running_statistics(state):
+    """G's BatchNorm running statistics far from any batch's: inference mode shows them."""
+    stats = jax.tree_util.tree_map_with_path(
+        lambda path, leaf: jnp.full_like(leaf, 3.0 if path[-1].key == "mean" else 0.25),
+        state.g_batch_stats,
+    )
+    return state.replace(g_batch_stats=stats)
+
+
+def test_evaluator_generates_in_inference_mode_like_sample(tiny_config):
+    config = eval_config(tiny_config)
+    state = with_distinctive_running_statistics(create_state(config, jax.random.key(0)))
+    images, labels = reference_set()
+    evaluator = make_evaluator(config, images, labels)
+    key = jax.random.key(5)
+
+    generated, fake_labels = evaluator.generate(state, key)
+
+    expected = np.asarray(sample(state, documented_latents(state, key, 12, 5)))
+    assert fake_labels is None
+    np.testing.assert_allclose(generated, expected, atol=1e-6)
+    default_stats = create_state(config, jax.random.key(0))
+    assert not np.allclose(generated, evaluator.generate(default_stats, key)[0], atol=1e-3)
+    # The scores are those of exactly these images.
+    results = evaluator.evaluate(state, key)
+    expected_metrics = evaluation.feature_metrics(
+        inception_features(images[:12], 5, feature_fn=pixel_features),
+        inception_features(expected, 5, feature_fn=pixel_features),
+        kid_subsets=3,
+        kid_size=6,
+    )
+    for name, value in expected_metrics.items():
+        assert results[name] == pytest.approx(value), name
+
+
+def test_conditional_state_generates_with_the_reference_labels(tiny_config):
+    config = eval_config(tiny_config, conditional=True)
+    state = create_state(config, jax.random.key(0), image_shape=(28, 28, 1), num_classes=10)
+    images, labels = reference_set()
+    evaluator = make_evaluator(config, images, labels)
+    key = jax.random.key(6)
+
+    generated, fake_labels = evaluator.generate(state, key)
+
+    np.testing.assert_array_equal(fake_labels, labels[:12])
+    latents = documented_latents(state, key, 12, 5)
+    expected = np.asarray(sample(state, latents, jnp.asarray(labels[:12])))
+    np.testing.assert_allclose(generated, expected, atol=1e-6)
+    shifted = np.asarray(sample(state, latents, jnp.asarray((labels[:12] + 1) % 10)))
+    assert not np.allclose(generated, shifted, atol=1e-4)
+    assert np.isfinite(evaluator.evaluate(state, key)["d_eval_accuracy"])
+    with pytest.raises(ValueError, match="reference_labels"):
+        make_evaluator(config, images).generate(state, key)
+
+
+def test_should_stop_interrupts_generation_and_feature_extraction(tiny_config):
+    config = eval_config(tiny_config)
+    state = create_state(config, jax.random.key(0))
+    evaluator = make_evaluator(config, *reference_set())
+
+    def stop_at_call(number):
+        calls = []
+
+        def should_stop():
+            calls.append(None)
+            return len(calls) >= number
+
+        return should_stop, calls
+
+    should_stop, calls = stop_at_call(1)
+    with pytest.raises(EvaluationInterrupted, match="generation"):
+        evaluator.evaluate(state, jax.random.key(0), should_stop=should_stop)
+    # 3 generator batches of 5 pass; the first Inception batch stops.
+    should_stop, calls = stop_at_call(4)
+    with pytest.raises(EvaluationInterrupted, match="Inception features"):
+        evaluator.evaluate(state, jax.random.key(0), should_stop=should_stop)
+    assert len(calls) == 4
+    assert evaluator.evaluate(state, jax.random.key(0), should_stop=lambda: False)["fid"] >= 0
+
+
+def test_inception_features_stops_before_the_next_batch():
+    batches_seen = []
+
+    def counting_features(preprocessed):
+        batches_seen.append(preprocessed.shape[0])
+        return pixel_features(preprocessed)
+
+    images = np.zeros((10, 8, 8), np.uint8)
+    with pytest.raises(EvaluationInterrupted):
+        inception_features(
+            images, 4, feature_fn=counting_features, should_stop=lambda: len(batches_seen) == 2
+        )
+    assert batches_seen == [4, 4]
+
+
+def test_reference_features_are_cached_by_name_split_n_resize_and_dtype(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_inception_features(images, batch_size, **options):
+        calls.append(options["resize"])
+        return np.random.default_rng(len(images)).normal(size=(len(images), 2048))
+
+    monkeypatch.setattr(evaluation, "inception_features", fake_inception_features)
+    images = reference_set(20)[0]
+
+    def features(name, resize="half_pixel", feature_dtype="float32", num=20):
+        return evaluation.reference_features(
+            images[:num], name=name, batch_size=5, resize=resize, feature_dtype=feature_dtype,
+            cache_dir=tmp_path,
+        )  # fmt: skip
+
+    first = features("fashion_mnist:test")
+    (cached,) = tmp_path.glob("*.npz")
+    for part in ("fashion_mnist-test", "_n20_", "half_pixel", "float32"):
+        assert part in cached.name, part
+    np.testing.assert_array_equal(features("fashion_mnist:test"), first)
+    assert len(calls) == 1
+    features("tfds:cifar10:test")
+    features("fashion_mnist:train")
+    features("fashion_mnist:test", resize="tf1")
+    features("fashion_mnist:test", feature_dtype="bfloat16")
+    features("fashion_mnist:test", num=19)
+    assert len(calls) == 6 and len(list(tmp_path.glob("*.npz"))) == 6
+
+
+def test_small_n_warns_once_at_construction_and_never_while_evaluating(tiny_config):
+    config = eval_config(tiny_config)
+    state = create_state(config, jax.random.key(0))
+    images, labels = reference_set()
+
+    @jax.jit
+    def features_with_dead_units(preprocessed):
+        features = pixel_features(preprocessed)
+        return jnp.concatenate([features, jnp.zeros_like(features[:, :3])], axis=1)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        evaluator = evaluation.Evaluator(
+            config, images, labels, reference_name="fashion_mnist:test",
+            feature_fn=features_with_dead_units,
+        )  # fmt: skip
+        for seed in range(2):
+            evaluator.evaluate(state, jax.random.key(seed))
+    assert [warning.category for warning in caught] == [SmallSampleWarning]
+    assert "12 real and 12 generated" in str(caught[0].message)
+    assert "fid_num_samples" in str(caught[0].message)
+
+
+def test_evaluator_refuses_bad_arguments(tiny_config):
+    config = eval_config(tiny_config)
+    images, labels = reference_set()
+    with pytest.raises(ValueError, match="feature_dtype"):
+        make_evaluator(config, images, feature_dtype="float16")
+    with pytest.raises(ValueError, match="one label per image"):
+        make_evaluator(config, images, labels[:5])
+
+
+# --- generation and D helpers ------------------------------------------------------------------
 
 
 def test_discriminator_logits_pad_the_last_batch_and_match_one_batch(tiny_config):
     state = create_state(tiny_config("mlp"), jax.random.key(0))
-    images = np.random.default_rng(0).integers(0, 256, (7, 28, 28), dtype=np.uint8)
+    images = np.random.default_rng(0).integers(0, 256, (7, 28, 28, 1), dtype=np.uint8)
     in_threes = evaluation.discriminator_logits(state, images, 3)
-    at_once = evaluation.discriminator_logits(state, images, 7)
+    at_once = evaluation.discriminator_logits(state, images[..., 0], 7)
     assert in_threes.shape == (7,)
     np.testing.assert_allclose(in_threes, at_once, atol=1e-5)
 
@@ -82,47 +282,5 @@ def test_discriminator_logits_pad_the_last_batch_and_match_one_batch(tiny_config
 def test_generate_images_returns_exactly_num_in_range(tiny_config):
     state = create_state(tiny_config("mlp"), jax.random.key(0))
     fakes = evaluation.generate_images(state, jax.random.key(1), 7, 3)
-    assert fakes.shape == (7, 28, 28, 1)
+    assert fakes.shape == (7, 28, 28, 1) and fakes.dtype == np.float32
     assert fakes.min() >= -1 and fakes.max() <= 1
-
-
-def test_load_image_set_from_npz_and_folder(tmp_path):
-    images = np.random.default_rng(0).integers(0, 256, (3, 5, 5), dtype=np.uint8)
-    np.savez(tmp_path / "set.npz", images=images)
-    np.testing.assert_array_equal(evaluation_cli.load_image_set(tmp_path / "set.npz"), images)
-    folder = tmp_path / "pngs"
-    folder.mkdir()
-    for index, image in enumerate(images):
-        Image.fromarray(image).save(folder / f"{index}.png")
-    np.testing.assert_array_equal(evaluation_cli.load_image_set(folder), images)
-
-
-@pytest.mark.parametrize(
-    "make, message",
-    [
-        (lambda p: p / "missing.npz", "does not exist"),
-        (lambda p: (p / "a.txt").write_text("x") and p / "a.txt", "allowed inputs"),
-        (lambda p: (p / "empty").mkdir() or p / "empty", "holds no"),
-        (lambda p: (p / "bad.npz").write_bytes(b"nope") and p / "bad.npz", "not a readable"),
-    ],
-)
-def test_load_image_set_refuses_bad_paths(tmp_path, make, message):
-    with pytest.raises((ValueError, FileNotFoundError), match=message):
-        evaluation_cli.load_image_set(make(tmp_path))
-
-
-def test_run_requires_a_consistent_choice_of_inputs():
-    with pytest.raises(ValueError, match="go together"):
-        evaluation_cli.run(real="a.npz")
-    with pytest.raises(ValueError, match="give --workdir"):
-        evaluation_cli.run()
-    with pytest.raises(ValueError, match="num_samples"):
-        evaluation_cli.run(workdir="x", num_samples=1)
-
-
-def test_sample_images_use_generator_in_inference_mode(tiny_config):
-    state = create_state(tiny_config("dcgan"), jax.random.key(0))
-    one = evaluation.generate_images(state, jax.random.key(1), 4, 4)
-    two = evaluation.generate_images(state, jax.random.key(1), 4, 4)
-    np.testing.assert_array_equal(one, two)
-    assert jnp.asarray(one).dtype == jnp.float32

@@ -1,6 +1,5 @@
 """Tests of the FID protocol: quantisation, resize, features, statistics and the distance."""
 
-import importlib
 import os
 import warnings
 
@@ -13,8 +12,8 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-# The modules themselves: the package may re-export functions named like them.
-fid = importlib.import_module("jaxgan.metrics.fid")
+from jaxgan.metrics import features as feature_extraction
+from jaxgan.metrics import frechet
 
 
 @jax.jit
@@ -81,7 +80,7 @@ def test_to_uint8_hand_computed_values_truncate():
     # x*127.5+128: -1 -> 0.5, -0.5 -> 64.25, 0 -> 128, 0.5 -> 191.75, 0.57 -> 200.675, 1 -> 255.5.
     images = np.array([-1.0, -0.5, 0.0, 0.5, 0.57, 1.0], np.float32).reshape(1, 1, 6)
     expected = np.array([0, 64, 128, 191, 200, 255], np.uint8).reshape(1, 1, 6, 1)
-    np.testing.assert_array_equal(fid.to_uint8(images), expected)
+    np.testing.assert_array_equal(feature_extraction.to_uint8(images), expected)
 
 
 @pytest.mark.parametrize("dtype", [np.float16, jnp.bfloat16, np.float32, np.float64])
@@ -89,7 +88,7 @@ def test_to_uint8_inverts_the_centred_float_encoding(dtype):
     levels = np.arange(256, dtype=np.uint8).reshape(1, 16, 16)
     # Pixel centres: (u - 127.5) / 127.5 quantises to u + 0.5, which truncates back to u.
     centred = ((levels.astype(np.float64) - 127.5) / 127.5).astype(dtype)
-    quantised = fid.to_uint8(centred)
+    quantised = feature_extraction.to_uint8(centred)
     if dtype in (np.float32, np.float64):
         np.testing.assert_array_equal(quantised[..., 0], levels)
     else:
@@ -100,20 +99,20 @@ def test_to_uint8_inverts_the_centred_float_encoding(dtype):
 
 def test_to_uint8_shapes_and_passthrough():
     gray = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
-    np.testing.assert_array_equal(fid.to_uint8(gray), gray[..., None])
+    np.testing.assert_array_equal(feature_extraction.to_uint8(gray), gray[..., None])
     rgb = np.arange(2 * 3 * 4 * 3, dtype=np.uint8).reshape(2, 3, 4, 3)
-    np.testing.assert_array_equal(fid.to_uint8(rgb), rgb)
+    np.testing.assert_array_equal(feature_extraction.to_uint8(rgb), rgb)
     one_channel = jnp.zeros((1, 5, 5, 1), jnp.float32)
-    quantised = fid.to_uint8(one_channel)
+    quantised = feature_extraction.to_uint8(one_channel)
     assert quantised.shape == (1, 5, 5, 1) and quantised.dtype == np.uint8
     assert (quantised == 128).all()
 
 
 def test_to_uint8_tolerance_at_range_ends():
     within = np.array([-1 - 5e-4, 1 + 5e-4], np.float32).reshape(1, 1, 2)
-    np.testing.assert_array_equal(fid.to_uint8(within).ravel(), [0, 255])
+    np.testing.assert_array_equal(feature_extraction.to_uint8(within).ravel(), [0, 255])
     with pytest.raises(ValueError, match=r"\[-1, 1\]"):
-        fid.to_uint8(np.array([0.0, 1.01], np.float32).reshape(1, 1, 2))
+        feature_extraction.to_uint8(np.array([0.0, 1.01], np.float32).reshape(1, 1, 2))
 
 
 @pytest.mark.parametrize(
@@ -138,14 +137,14 @@ def test_to_uint8_tolerance_at_range_ends():
 )
 def test_to_uint8_rejects_undocumented_inputs(images, message):
     with pytest.raises(ValueError, match=message):
-        fid.to_uint8(images)
+        feature_extraction.to_uint8(images)
 
 
 def test_to_uint8_reports_first_bad_image():
     images = np.zeros((5, 3, 3), np.float32)
     images[3, 1, 1] = np.nan
     with pytest.raises(ValueError, match="image 3"):
-        fid.to_uint8(images)
+        feature_extraction.to_uint8(images)
 
 
 _ALL_DTYPES = [
@@ -195,7 +194,9 @@ def is_documented_input(images: np.ndarray) -> bool:
     if images.dtype == np.uint8:
         return True
     values = images.astype(np.float64)
-    return bool(np.isfinite(values).all() and np.abs(values).max() <= 1 + fid.RANGE_TOLERANCE)
+    return bool(
+        np.isfinite(values).all() and np.abs(values).max() <= 1 + feature_extraction.RANGE_TOLERANCE
+    )
 
 
 @hypothesis.settings(max_examples=300, deadline=None)
@@ -203,9 +204,9 @@ def is_documented_input(images: np.ndarray) -> bool:
 def test_to_uint8_accepts_exactly_the_documented_inputs(images):
     if not is_documented_input(images):
         with pytest.raises(ValueError):
-            fid.to_uint8(images)
+            feature_extraction.to_uint8(images)
         return
-    quantised = fid.to_uint8(images)
+    quantised = feature_extraction.to_uint8(images)
     channels = images.shape[3] if images.ndim == 4 else 1
     assert quantised.dtype == np.uint8
     assert quantised.shape == images.shape[:3] + (channels,)
@@ -221,9 +222,13 @@ def test_to_uint8_accepts_exactly_the_documented_inputs(images):
 def test_inception_features_accepts_exactly_the_documented_inputs(images, batch_size):
     if not is_documented_input(images):
         with pytest.raises(ValueError):
-            fid.inception_features(images, batch_size, feature_fn=colour_moment_features)
+            feature_extraction.inception_features(
+                images, batch_size, feature_fn=colour_moment_features
+            )
         return
-    features = fid.inception_features(images, batch_size, feature_fn=colour_moment_features)
+    features = feature_extraction.inception_features(
+        images, batch_size, feature_fn=colour_moment_features
+    )
     assert features.shape == (images.shape[0], 9)
     assert features.dtype == np.float32
     assert np.isfinite(features).all()
@@ -239,7 +244,9 @@ def test_inception_features_accepts_exactly_the_documented_inputs(images, batch_
 )
 def test_inception_preprocess_tf1_matches_nvidia_grid_sample(shape):
     images = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
-    preprocessed = np.asarray(fid.inception_preprocess(jnp.asarray(images), resize="tf1"))
+    preprocessed = np.asarray(
+        feature_extraction.inception_preprocess(jnp.asarray(images), resize="tf1")
+    )
     assert preprocessed.shape == (shape[0], 299, 299, 3)
     assert preprocessed.dtype == np.float32
     expected = (nvidia_resize_reference(images.astype(np.float64)) - 128) / 128
@@ -249,7 +256,7 @@ def test_inception_preprocess_tf1_matches_nvidia_grid_sample(shape):
 
 def test_inception_preprocess_identity_at_299_is_exact_scaling():
     images = np.random.default_rng(1).integers(0, 256, (1, 299, 299, 3), dtype=np.uint8)
-    preprocessed = np.asarray(fid.inception_preprocess(jnp.asarray(images)))
+    preprocessed = np.asarray(feature_extraction.inception_preprocess(jnp.asarray(images)))
     np.testing.assert_array_equal(preprocessed, (images.astype(np.float32) - 128) / 128)
 
 
@@ -275,7 +282,7 @@ def half_pixel_resize_reference(images: np.ndarray, output_size: int = 299) -> n
 @pytest.mark.parametrize("shape", [(2, 28, 28, 1), (1, 7, 5, 3)])
 def test_inception_preprocess_default_is_the_half_pixel_resize(shape):
     images = np.random.default_rng(4).integers(0, 256, shape, dtype=np.uint8)
-    preprocessed = np.asarray(fid.inception_preprocess(jnp.asarray(images)))
+    preprocessed = np.asarray(feature_extraction.inception_preprocess(jnp.asarray(images)))
     assert preprocessed.shape == (shape[0], 299, 299, 3)
     expected = (half_pixel_resize_reference(images.astype(np.float64)) - 128) / 128
     np.testing.assert_allclose(
@@ -286,11 +293,11 @@ def test_inception_preprocess_default_is_the_half_pixel_resize(shape):
 def test_inception_preprocess_modes_differ_and_unknown_mode_is_refused():
     # The two grids are 0.45 source pixels apart at 28 -> 299.
     images = jnp.asarray(smooth_images(seed=2, num_images=1), jnp.uint8)
-    half_pixel = np.asarray(fid.inception_preprocess(images))
-    tf1 = np.asarray(fid.inception_preprocess(images, resize="tf1"))
+    half_pixel = np.asarray(feature_extraction.inception_preprocess(images))
+    tf1 = np.asarray(feature_extraction.inception_preprocess(images, resize="tf1"))
     assert np.abs(half_pixel - tf1).max() > 0.02
     with pytest.raises(ValueError, match="resize='bicubic'"):
-        fid.inception_features(np.zeros((2, 4, 4), np.uint8), resize="bicubic")
+        feature_extraction.inception_features(np.zeros((2, 4, 4), np.uint8), resize="bicubic")
 
 
 # --- inception_features ------------------------------------------------------------------------
@@ -304,18 +311,22 @@ def test_inception_features_batches_pad_and_match_one_big_batch():
         seen_shapes.append(preprocessed.shape)
         return colour_moment_features(preprocessed)
 
-    features = fid.inception_features(images, batch_size=3, feature_fn=recording_features)
+    features = feature_extraction.inception_features(
+        images, batch_size=3, feature_fn=recording_features
+    )
     assert seen_shapes == [(3, 299, 299, 3)] * 3
     assert features.shape == (7, 9) and features.dtype == np.float32
-    expected = colour_moment_features(fid.inception_preprocess(jnp.asarray(images)))
+    expected = colour_moment_features(feature_extraction.inception_preprocess(jnp.asarray(images)))
     np.testing.assert_allclose(features, np.asarray(expected), rtol=1e-6, atol=1e-6)
 
 
 def test_inception_features_uint8_and_equivalent_float_agree():
     images = smooth_images(seed=4, num_images=5)
     as_float = (images.astype(np.float32) - 127.5) / 127.5
-    from_uint8 = fid.inception_features(images, 2, feature_fn=colour_moment_features)
-    from_float = fid.inception_features(as_float, 2, feature_fn=colour_moment_features)
+    from_uint8 = feature_extraction.inception_features(images, 2, feature_fn=colour_moment_features)
+    from_float = feature_extraction.inception_features(
+        as_float, 2, feature_fn=colour_moment_features
+    )
     np.testing.assert_array_equal(from_uint8, from_float)
 
 
@@ -323,13 +334,13 @@ def test_inception_features_gray_equals_tiled_rgb():
     gray = smooth_images(seed=5, num_images=3)
     rgb = np.repeat(gray, 3, axis=-1)
     np.testing.assert_array_equal(
-        fid.inception_features(gray, feature_fn=colour_moment_features),
-        fid.inception_features(rgb, feature_fn=colour_moment_features),
+        feature_extraction.inception_features(gray, feature_fn=colour_moment_features),
+        feature_extraction.inception_features(rgb, feature_fn=colour_moment_features),
     )
 
 
 def test_inception_features_progress_bar_counts_images(capsys):
-    fid.inception_features(
+    feature_extraction.inception_features(
         smooth_images(seed=6, num_images=5), 2, feature_fn=colour_moment_features, progress=True
     )
     assert "5/5" in capsys.readouterr().err
@@ -338,7 +349,9 @@ def test_inception_features_progress_bar_counts_images(capsys):
 @pytest.mark.parametrize("batch_size", [0, -1, 2.5, True, "8"])
 def test_inception_features_rejects_bad_batch_size(batch_size):
     with pytest.raises(ValueError, match="batch_size"):
-        fid.inception_features(np.zeros((2, 4, 4), np.uint8), batch_size, feature_fn=jnp.sum)
+        feature_extraction.inception_features(
+            np.zeros((2, 4, 4), np.uint8), batch_size, feature_fn=jnp.sum
+        )
 
 
 def test_inception_features_rejects_bad_feature_fn_output():
@@ -346,7 +359,9 @@ def test_inception_features_rejects_bad_feature_fn_output():
         return preprocessed.mean(axis=(1, 2, 3))
 
     with pytest.raises(ValueError, match="feature_fn returned shape"):
-        fid.inception_features(np.zeros((2, 4, 4), np.uint8), feature_fn=flat_features)
+        feature_extraction.inception_features(
+            np.zeros((2, 4, 4), np.uint8), feature_fn=flat_features
+        )
 
 
 # --- statistics and the distance ---------------------------------------------------------------
@@ -354,7 +369,7 @@ def test_inception_features_rejects_bad_feature_fn_output():
 
 def test_feature_statistics_hand_computed():
     features = np.array([[0, 0], [2, 0], [0, 2], [2, 2]], np.float32)
-    mu, sigma = fid.feature_statistics(features)
+    mu, sigma = frechet.feature_statistics(features)
     assert mu.dtype == np.float64 and sigma.dtype == np.float64
     np.testing.assert_array_equal(mu, [1, 1])
     # Deviations are +-1 per axis, uncorrelated: variance 4 / (4 - 1).
@@ -367,7 +382,7 @@ def test_feature_statistics_hand_computed():
 )
 def test_feature_statistics_rejects_bad_features(features):
     with pytest.raises(ValueError):
-        fid.feature_statistics(features)
+        frechet.feature_statistics(features)
 
 
 def random_covariance(rng: np.random.Generator, dim: int) -> np.ndarray:
@@ -380,7 +395,7 @@ def test_frechet_distance_diagonal_closed_form():
     mu1, mu2 = np.array([0.0, 1.0, 2.0]), np.array([1.0, 1.0, 0.0])
     variances1, variances2 = np.array([1.0, 4.0, 9.0]), np.array([4.0, 1.0, 0.25])
     expected = 1 + 0 + 4 + (1 - 2) ** 2 + (2 - 1) ** 2 + (3 - 0.5) ** 2
-    distance = fid.frechet_distance(mu1, np.diag(variances1), mu2, np.diag(variances2))
+    distance = frechet.frechet_distance(mu1, np.diag(variances1), mu2, np.diag(variances2))
     assert isinstance(distance, float)
     assert distance == pytest.approx(expected, rel=1e-12)
 
@@ -394,14 +409,14 @@ def test_frechet_distance_matches_symmetric_eigen_reference():
     root1 = eigenvectors @ np.diag(np.sqrt(eigenvalues)) @ eigenvectors.T
     trace_sqrt = np.sqrt(np.linalg.eigvalsh(root1 @ sigma2 @ root1).clip(0)).sum()
     expected = np.sum((mu1 - mu2) ** 2) + np.trace(sigma1 + sigma2) - 2 * trace_sqrt
-    assert fid.frechet_distance(mu1, sigma1, mu2, sigma2) == pytest.approx(expected, rel=1e-10)
+    assert frechet.frechet_distance(mu1, sigma1, mu2, sigma2) == pytest.approx(expected, rel=1e-10)
 
 
 def test_frechet_distance_of_identical_statistics_is_zero():
     rng = np.random.default_rng(7)
     sigma = random_covariance(rng, 30)
     mu = rng.normal(size=30)
-    assert abs(fid.frechet_distance(mu, sigma, mu, sigma)) < 1e-10
+    assert abs(frechet.frechet_distance(mu, sigma, mu, sigma)) < 1e-10
 
 
 def test_frechet_distance_singular_covariances_stay_finite():
@@ -410,7 +425,7 @@ def test_frechet_distance_singular_covariances_stay_finite():
     features1, features2 = rng.normal(size=(4, 10)), rng.normal(size=(4, 10))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        distance = fid.frechet_distance(
+        distance = frechet.frechet_distance(
             features1.mean(0),
             np.cov(features1, rowvar=False),
             features2.mean(0),
@@ -430,7 +445,7 @@ def test_frechet_distance_retries_with_eps_when_sqrtm_is_not_finite(monkeypatch)
     monkeypatch.setattr(scipy.linalg, "sqrtm", sqrtm_failing_once)
     sigma = np.diag([1.0, 4.0])
     with pytest.warns(UserWarning, match="adding 1e-06"):
-        distance = fid.frechet_distance(np.zeros(2), sigma, np.zeros(2), sigma)
+        distance = frechet.frechet_distance(np.zeros(2), sigma, np.zeros(2), sigma)
     np.testing.assert_allclose(calls[1], (sigma + 1e-6 * np.eye(2)) @ (sigma + 1e-6 * np.eye(2)))
     # As in pytorch-fid, only the square root sees the offset: -2 * eps * D remains.
     assert distance == pytest.approx(-2 * 1e-6 * 2, rel=1e-6)
@@ -439,7 +454,7 @@ def test_frechet_distance_retries_with_eps_when_sqrtm_is_not_finite(monkeypatch)
 def test_frechet_distance_rejects_significant_imaginary_part():
     # sqrtm(diag(-1, 1)) = diag(i, 1): not a product of two covariances.
     with pytest.raises(ValueError, match="imaginary component of 1.0"):
-        fid.frechet_distance(np.zeros(2), np.diag([-1.0, 1.0]), np.zeros(2), np.eye(2))
+        frechet.frechet_distance(np.zeros(2), np.diag([-1.0, 1.0]), np.zeros(2), np.eye(2))
 
 
 @pytest.mark.parametrize(
@@ -453,43 +468,63 @@ def test_frechet_distance_rejects_significant_imaginary_part():
 )
 def test_frechet_distance_rejects_bad_shapes_and_values(mu1, sigma1, mu2, sigma2):
     with pytest.raises(ValueError):
-        fid.frechet_distance(mu1, sigma1, mu2, sigma2)
+        frechet.frechet_distance(mu1, sigma1, mu2, sigma2)
 
 
 # --- fid ---------------------------------------------------------------------------------------
 
 
-def test_fid_is_frechet_distance_of_feature_statistics_and_warns_for_small_n():
+def test_fid_is_frechet_distance_of_feature_statistics_and_warns_once_for_small_n():
     real, fake = smooth_images(9, 40), smooth_images(10, 30, size=20)
-    with pytest.warns(UserWarning) as caught:
-        score = fid.fid(real, fake, batch_size=16, feature_fn=colour_moment_features)
-    messages = [str(warning.message) for warning in caught]
-    assert any("40 real images is strongly biased" in message for message in messages)
-    assert any("30 generated images is strongly biased" in message for message in messages)
-    real_stats = fid.feature_statistics(
-        fid.inception_features(real, 16, feature_fn=colour_moment_features)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        score = frechet.fid(real, fake, batch_size=16, feature_fn=colour_moment_features)
+    assert [warning.category for warning in caught] == [frechet.SmallSampleWarning]
+    message = str(caught[0].message)
+    assert "40 real and 30 generated images" in message and "2048" in message
+    real_stats = frechet.feature_statistics(
+        feature_extraction.inception_features(real, 16, feature_fn=colour_moment_features)
     )
-    fake_stats = fid.feature_statistics(
-        fid.inception_features(fake, 16, feature_fn=colour_moment_features)
+    fake_stats = frechet.feature_statistics(
+        feature_extraction.inception_features(fake, 16, feature_fn=colour_moment_features)
     )
-    assert score == pytest.approx(fid.frechet_distance(*real_stats, *fake_stats), rel=1e-9)
+    assert score == pytest.approx(frechet.frechet_distance(*real_stats, *fake_stats), rel=1e-9)
     assert score > 0
+
+
+@jax.jit
+def features_with_dead_units(preprocessed: jax.Array) -> jax.Array:
+    """Colour moments plus two units that never fire, like pool3 units at small N: [B, 11]."""
+    moments = colour_moment_features(preprocessed)
+    return jnp.concatenate([moments, jnp.zeros((moments.shape[0], 2), moments.dtype)], axis=1)
+
+
+def test_singular_covariance_gives_only_the_small_n_warning():
+    # Dead units make both covariances singular, where scipy's sqrtm warns (LinAlgWarning).
+    real, fake = smooth_images(15, 12), smooth_images(16, 12)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        score = frechet.fid(real, fake, feature_fn=features_with_dead_units)
+    assert np.isfinite(score) and score > 0
+    assert [warning.category for warning in caught] == [frechet.SmallSampleWarning]
+    assert frechet.small_sample_message(2048, 10_000) is None
+    assert "--num_samples" in frechet.small_sample_message(2047, 10_000, "pass --num_samples")
 
 
 def test_fid_of_a_set_with_itself_is_zero_and_accepts_reference_statistics():
     images = smooth_images(11, 30, channels=3)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        assert abs(fid.fid(images, images, feature_fn=colour_moment_features)) < 1e-8
-        reference = fid.image_statistics(images, feature_fn=colour_moment_features)
+        assert abs(frechet.fid(images, images, feature_fn=colour_moment_features)) < 1e-8
+        reference = frechet.image_statistics(images, feature_fn=colour_moment_features)
         assert reference.num_images == 30
-        from_statistics = fid.fid(reference, images, feature_fn=colour_moment_features)
+        from_statistics = frechet.fid(reference, images, feature_fn=colour_moment_features)
     assert abs(from_statistics) < 1e-8
 
 
 def test_fid_rejects_a_single_image():
     with pytest.raises(ValueError, match="at least 2"):
-        fid.fid(
+        frechet.fid(
             np.zeros((1, 4, 4), np.uint8),
             np.zeros((3, 4, 4), np.uint8),
             feature_fn=colour_moment_features,
@@ -503,9 +538,9 @@ def test_statistics_round_trip_leaves_no_temporary_files(tmp_path):
     rng = np.random.default_rng(12)
     mu, sigma = rng.normal(size=5), random_covariance(rng, 5)
     path = tmp_path / "reference.npz"
-    fid.save_statistics(path, mu, sigma, 10_000)
-    fid.save_statistics(path, mu * 2, sigma, 10_000)
-    loaded = fid.load_statistics(path)
+    frechet.save_statistics(path, mu, sigma, 10_000)
+    frechet.save_statistics(path, mu * 2, sigma, 10_000)
+    loaded = frechet.load_statistics(path)
     np.testing.assert_array_equal(loaded.mu, mu * 2)
     np.testing.assert_array_equal(loaded.sigma, sigma)
     assert loaded.num_images == 10_000 and isinstance(loaded.num_images, int)
@@ -516,26 +551,26 @@ def test_load_statistics_rejects_corrupt_and_incomplete_files(tmp_path):
     garbage = tmp_path / "garbage.npz"
     garbage.write_bytes(b"not a zip file at all")
     with pytest.raises(ValueError, match="not a readable .npz"):
-        fid.load_statistics(garbage)
+        frechet.load_statistics(garbage)
     truncated = tmp_path / "truncated.npz"
-    fid.save_statistics(truncated, np.zeros(3), np.eye(3), 5)
+    frechet.save_statistics(truncated, np.zeros(3), np.eye(3), 5)
     truncated.write_bytes(truncated.read_bytes()[:-40])
     with pytest.raises(ValueError):
-        fid.load_statistics(truncated)
+        frechet.load_statistics(truncated)
     incomplete = tmp_path / "incomplete.npz"
     np.savez(incomplete, mu=np.zeros(3), sigma=np.eye(3))
     with pytest.raises(ValueError, match=r"lacks \['num_images'\]"):
-        fid.load_statistics(incomplete)
+        frechet.load_statistics(incomplete)
     mismatched = tmp_path / "mismatched.npz"
     np.savez(mismatched, mu=np.zeros(3), sigma=np.eye(2), num_images=5)
     with pytest.raises(ValueError, match="need"):
-        fid.load_statistics(mismatched)
+        frechet.load_statistics(mismatched)
     single_array = tmp_path / "single.npy"
     np.save(single_array, np.zeros(3))
     with pytest.raises(ValueError, match="single array"):
-        fid.load_statistics(single_array)
+        frechet.load_statistics(single_array)
     with pytest.raises(FileNotFoundError):
-        fid.load_statistics(tmp_path / "missing.npz")
+        frechet.load_statistics(tmp_path / "missing.npz")
 
 
 @pytest.mark.parametrize(
@@ -550,7 +585,7 @@ def test_load_statistics_rejects_corrupt_and_incomplete_files(tmp_path):
 )
 def test_save_statistics_rejects_bad_arguments(tmp_path, mu, sigma, num_images):
     with pytest.raises(ValueError):
-        fid.save_statistics(tmp_path / "stats.npz", mu, sigma, num_images)
+        frechet.save_statistics(tmp_path / "stats.npz", mu, sigma, num_images)
     assert os.listdir(tmp_path) == []
 
 
@@ -576,25 +611,27 @@ def test_fid_end_to_end_with_inception(inception_pool3):
     different[::3] //= 2
 
     # The default feature_fn path, on uint8 and on the equivalent float images.
-    real_features = fid.inception_features(real)
+    real_features = feature_extraction.inception_features(real)
     assert real_features.shape == (10, 2048) and np.isfinite(real_features).all()
     real_as_float = (real.astype(np.float32) - 127.5) / 127.5
-    np.testing.assert_array_equal(fid.inception_features(real_as_float), real_features)
+    np.testing.assert_array_equal(
+        feature_extraction.inception_features(real_as_float), real_features
+    )
 
     # scipy's sqrtm takes over a minute at D = 2048 on two CPU cores; the first 256 pool3
     # features keep this check fast while going through the real network and the full fid().
     def leading_pool3_features(preprocessed):
         return inception_pool3(preprocessed)[:, :256]
 
-    mu, sigma = fid.feature_statistics(real_features[:, :256])
-    reference = fid.FIDStatistics(mu, sigma, len(real))
+    mu, sigma = frechet.feature_statistics(real_features[:, :256])
+    reference = frechet.FIDStatistics(mu, sigma, len(real))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        same = fid.fid(reference, real, feature_fn=leading_pool3_features)
-        same_kind = fid.fid(
+        same = frechet.fid(reference, real, feature_fn=leading_pool3_features)
+        same_kind = frechet.fid(
             reference, smooth_images(seed=14, num_images=10), feature_fn=leading_pool3_features
         )
-        different_score = fid.fid(reference, different, feature_fn=leading_pool3_features)
+        different_score = frechet.fid(reference, different, feature_fn=leading_pool3_features)
     assert abs(same) < 1e-3
     # Another draw of blobs differs by sampling noise only; stripes differ far more.
     assert different_score > 3 * same_kind > 0

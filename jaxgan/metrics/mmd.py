@@ -12,11 +12,10 @@ from __future__ import annotations
 import numbers
 from typing import Any
 
+import jax.numpy as jnp
 import numpy as np
 
-# Names, not the module: the package may re-export the function `fid`, which would shadow the
-# submodule attribute `jaxgan.metrics.fid`.
-from jaxgan.metrics.fid import FeatureFn, _validated_features, inception_features
+from jaxgan.metrics.features import FeatureFn, StopFn, inception_features, validated_features
 
 
 def polynomial_kernel(features_a: np.ndarray, features_b: np.ndarray) -> np.ndarray:
@@ -94,8 +93,8 @@ def kid_from_features(
         ValueError: on non-finite or mis-shaped features, feature widths that differ, or invalid
             counts.
     """
-    real_features = _validated_features(real_features, "real_features", min_rows=2)
-    fake_features = _validated_features(fake_features, "fake_features", min_rows=2)
+    real_features = validated_features(real_features, "real_features", min_rows=2)
+    fake_features = validated_features(fake_features, "fake_features", min_rows=2)
     if real_features.shape[1] != fake_features.shape[1]:
         raise ValueError(
             f"feature widths differ: real {real_features.shape}, fake {fake_features.shape}"
@@ -123,21 +122,23 @@ def kid(
     batch_size: int = 250,
     feature_fn: FeatureFn | None = None,
     progress: bool = False,
+    dtype: Any = jnp.float32,
+    resize: str = "half_pixel",
+    should_stop: StopFn | None = None,
 ) -> tuple[float, float]:
     """Kernel Inception Distance between real and generated images (Bińkowski et al. 2018).
 
-    Features come from `jaxgan.metrics.fid.inception_features`, so images go through the same
-    quantisation, resize and network as for FID.
+    Features come from `jaxgan.metrics.features.inception_features`, so images go through the
+    same quantisation, resize and network as for FID.
 
     Args:
-        real_images: N >= 2 images accepted by `jaxgan.metrics.fid.to_uint8`.
-        fake_images: M >= 2 images accepted by `jaxgan.metrics.fid.to_uint8`.
+        real_images: N >= 2 images accepted by `jaxgan.metrics.features.to_uint8`.
+        fake_images: M >= 2 images accepted by `jaxgan.metrics.features.to_uint8`.
         num_subsets: see `kid_from_features`.
         subset_size: see `kid_from_features`.
         seed: see `kid_from_features`.
-        batch_size: see `jaxgan.metrics.fid.inception_features`.
-        feature_fn: see `jaxgan.metrics.fid.inception_features`.
-        progress: see `jaxgan.metrics.fid.inception_features`.
+        batch_size, feature_fn, progress, dtype, resize, should_stop: see
+            `jaxgan.metrics.features.inception_features`.
 
     Returns:
         (mean, std) of the per-subset KID estimates, see `kid_from_features`.
@@ -145,11 +146,17 @@ def kid(
     # Check the counts before the expensive feature pass.
     _validate_count(num_subsets, "num_subsets", 1)
     _validate_count(subset_size, "subset_size", 2)
-    real_features = inception_features(
-        real_images, batch_size, feature_fn=feature_fn, progress=progress
-    )
-    fake_features = inception_features(
-        fake_images, batch_size, feature_fn=feature_fn, progress=progress
+    real_features, fake_features = (
+        inception_features(
+            images,
+            batch_size,
+            feature_fn=feature_fn,
+            progress=progress,
+            dtype=dtype,
+            resize=resize,
+            should_stop=should_stop,
+        )
+        for images in (real_images, fake_images)
     )
     return kid_from_features(
         real_features,

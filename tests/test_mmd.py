@@ -1,15 +1,12 @@
 """Tests of the Kernel Inception Distance against a naive double-loop MMD^2."""
 
-import importlib
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-# The modules themselves: the package may re-export functions named like them.
-fid = importlib.import_module("jaxgan.metrics.fid")
-kid = importlib.import_module("jaxgan.metrics.kid")
+from jaxgan.metrics import features as feature_extraction
+from jaxgan.metrics import mmd
 
 
 def naive_unbiased_mmd2(real: np.ndarray, fake: np.ndarray) -> float:
@@ -32,7 +29,7 @@ def naive_unbiased_mmd2(real: np.ndarray, fake: np.ndarray) -> float:
 def test_mmd2_unbiased_matches_naive_double_loop():
     rng = np.random.default_rng(0)
     real, fake = rng.normal(size=(12, 5)), rng.normal(0.3, 1.2, size=(12, 5))
-    assert kid.mmd2_unbiased(real, fake) == pytest.approx(
+    assert mmd.mmd2_unbiased(real, fake) == pytest.approx(
         naive_unbiased_mmd2(real, fake), rel=1e-12
     )
 
@@ -41,7 +38,7 @@ def test_kid_with_whole_sets_as_subsets_equals_the_full_estimate():
     # A subset as large as both sets is a permutation of them, and MMD^2_u ignores order.
     rng = np.random.default_rng(1)
     real, fake = rng.normal(size=(15, 4)), rng.normal(0.5, 1.0, size=(15, 4))
-    mean, std = kid.kid_from_features(real, fake, num_subsets=5, subset_size=1000)
+    mean, std = mmd.kid_from_features(real, fake, num_subsets=5, subset_size=1000)
     assert mean == pytest.approx(naive_unbiased_mmd2(real, fake), rel=1e-12)
     assert std == pytest.approx(0, abs=1e-12)
 
@@ -55,7 +52,7 @@ def test_kid_subsets_follow_the_documented_sampling():
         fake_subset = fake[sampler.choice(17, 6, replace=False)]
         real_subset = real[sampler.choice(20, 6, replace=False)]
         estimates.append(naive_unbiased_mmd2(real_subset, fake_subset))
-    mean, std = kid.kid_from_features(real, fake, num_subsets=4, subset_size=6, seed=7)
+    mean, std = mmd.kid_from_features(real, fake, num_subsets=4, subset_size=6, seed=7)
     assert mean == pytest.approx(np.mean(estimates), rel=1e-12)
     assert std == pytest.approx(np.std(estimates), rel=1e-10)
 
@@ -64,15 +61,15 @@ def test_mmd2_estimator_is_unbiased_for_equal_distributions():
     # The V-statistic (diagonal kept) averages clearly above 0 here; the U-statistic must not.
     rng = np.random.default_rng(3)
     estimates = [
-        kid.mmd2_unbiased(rng.normal(size=(8, 4)), rng.normal(size=(8, 4))) for _ in range(400)
+        mmd.mmd2_unbiased(rng.normal(size=(8, 4)), rng.normal(size=(8, 4))) for _ in range(400)
     ]
     standard_error = np.std(estimates) / np.sqrt(len(estimates))
     assert abs(np.mean(estimates)) < 3 * standard_error
     real, fake = rng.normal(size=(8, 4)), rng.normal(size=(8, 4))
     biased = (
-        kid.polynomial_kernel(real, real).mean()
-        + kid.polynomial_kernel(fake, fake).mean()
-        - 2 * kid.polynomial_kernel(real, fake).mean()
+        mmd.polynomial_kernel(real, real).mean()
+        + mmd.polynomial_kernel(fake, fake).mean()
+        - 2 * mmd.polynomial_kernel(real, fake).mean()
     )
     assert biased > 10 * standard_error
 
@@ -82,8 +79,8 @@ def test_kid_separates_same_and_shifted_distributions():
     real = rng.normal(size=(300, 16))
     same = rng.normal(size=(300, 16))
     shifted = rng.normal(0.3, 1.0, size=(300, 16))
-    same_mean, _ = kid.kid_from_features(real, same, num_subsets=20, subset_size=100)
-    shifted_mean, shifted_std = kid.kid_from_features(
+    same_mean, _ = mmd.kid_from_features(real, same, num_subsets=20, subset_size=100)
+    shifted_mean, shifted_std = mmd.kid_from_features(
         real, shifted, num_subsets=20, subset_size=100
     )
     assert shifted_mean > 5 * shifted_std / np.sqrt(20)
@@ -93,9 +90,9 @@ def test_kid_separates_same_and_shifted_distributions():
 def test_kid_is_deterministic_for_a_seed():
     rng = np.random.default_rng(5)
     real, fake = rng.normal(size=(30, 4)), rng.normal(size=(30, 4))
-    first = kid.kid_from_features(real, fake, num_subsets=3, subset_size=10, seed=1)
-    assert kid.kid_from_features(real, fake, num_subsets=3, subset_size=10, seed=1) == first
-    assert kid.kid_from_features(real, fake, num_subsets=3, subset_size=10, seed=2) != first
+    first = mmd.kid_from_features(real, fake, num_subsets=3, subset_size=10, seed=1)
+    assert mmd.kid_from_features(real, fake, num_subsets=3, subset_size=10, seed=1) == first
+    assert mmd.kid_from_features(real, fake, num_subsets=3, subset_size=10, seed=2) != first
 
 
 @pytest.mark.parametrize(
@@ -112,7 +109,7 @@ def test_kid_is_deterministic_for_a_seed():
 )
 def test_kid_rejects_bad_inputs(real, fake, options):
     with pytest.raises(ValueError):
-        kid.kid_from_features(real, fake, **options)
+        mmd.kid_from_features(real, fake, **options)
 
 
 @jax.jit
@@ -126,12 +123,12 @@ def test_kid_on_images_uses_inception_features():
     rng = np.random.default_rng(6)
     real = rng.integers(0, 256, (12, 8, 8, 3), dtype=np.uint8)
     fake = rng.uniform(-1, 0.5, (10, 8, 8)).astype(np.float32)
-    scores = kid.kid(
+    scores = mmd.kid(
         real, fake, num_subsets=3, subset_size=6, batch_size=4, feature_fn=channel_mean_features
     )
-    expected = kid.kid_from_features(
-        fid.inception_features(real, feature_fn=channel_mean_features),
-        fid.inception_features(fake, feature_fn=channel_mean_features),
+    expected = mmd.kid_from_features(
+        feature_extraction.inception_features(real, feature_fn=channel_mean_features),
+        feature_extraction.inception_features(fake, feature_fn=channel_mean_features),
         num_subsets=3,
         subset_size=6,
     )
@@ -144,7 +141,7 @@ def test_kid_on_images_checks_counts_before_computing_features():
         raise AssertionError("features computed before the arguments were checked")
 
     with pytest.raises(ValueError, match="subset_size"):
-        kid.kid(
+        mmd.kid(
             np.zeros((4, 8, 8), np.uint8),
             np.zeros((4, 8, 8), np.uint8),
             subset_size=1,

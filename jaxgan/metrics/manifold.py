@@ -27,9 +27,7 @@ from typing import Any
 
 import numpy as np
 
-# A name, not the module: the package may re-export the function `fid`, which would shadow the
-# submodule attribute `jaxgan.metrics.fid`.
-from jaxgan.metrics.fid import _validated_features
+from jaxgan.metrics.features import validated_features
 
 # Largest float64 distance block held at once.
 _MAX_CHUNK_BYTES = 64 * 2**20
@@ -86,8 +84,8 @@ def _validate_k(k: Any, num_points: int, which: str) -> None:
 
 def _validated_pair(real_features: Any, fake_features: Any) -> tuple[np.ndarray, np.ndarray]:
     """Checks both feature sets; returns them as float64."""
-    real = _validated_features(real_features, "real_features")
-    fake = _validated_features(fake_features, "fake_features")
+    real = validated_features(real_features, "real_features")
+    fake = validated_features(fake_features, "fake_features")
     if real.shape[1] != fake.shape[1]:
         raise ValueError(f"feature widths differ: real {real.shape}, fake {fake.shape}")
     return real, fake

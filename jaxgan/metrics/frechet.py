@@ -1,0 +1,325 @@
+"""Fréchet Inception Distance (Heusel et al. 2017, "GANs Trained by a Two Time-Scale Update Rule
+Converge to a Local Nash Equilibrium"): Gaussian statistics of pool3 features and the distance
+between them.
+
+With features from `jaxgan.metrics.features.inception_features`:
+
+6. mean and covariance are taken in float64 (`feature_statistics`);
+7. FID = ||mu1 - mu2||^2 + Tr(S1 + S2 - 2 sqrtm(S1 S2)) with `scipy.linalg.sqrtm`
+   (`frechet_distance`).
+
+FID is biased: it falls as the number of images N grows (Bińkowski et al. 2018; Chong & Forsyth
+2020), and below 2048 images the 2048x2048 covariance is singular. Lucic et al. 2018 ("Are GANs
+Created Equal?") used 10k test images against 10k generated images. Record N and the reference
+split with every score.
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+import pickle
+import warnings
+import zipfile
+from typing import Any, NamedTuple
+
+import jax.numpy as jnp
+import numpy as np
+import scipy.linalg
+
+from jaxgan import fileio
+from jaxgan.metrics.features import (
+    POOL3_DIM,
+    FeatureFn,
+    StopFn,
+    inception_features,
+    validated_features,
+)
+
+
+class FIDStatistics(NamedTuple):
+    """Gaussian statistics of a set of pool3 features.
+
+    Attributes:
+        mu: [D] float64 feature mean.
+        sigma: [D, D] float64 feature covariance (unbiased, ddof=1).
+        num_images: number of images the statistics were computed from.
+    """
+
+    mu: np.ndarray
+    sigma: np.ndarray
+    num_images: int
+
+
+class SmallSampleWarning(UserWarning):
+    """FID from fewer than 2048 images: biased upwards, with a singular covariance."""
+
+
+def small_sample_message(num_real: int, num_fake: int, hint: str = "") -> str | None:
+    """The one warning text for FID at small N, or None when both sets are large enough.
+
+    Args:
+        num_real: images in the reference set.
+        num_fake: generated images.
+        hint: how the caller can use more images, e.g. "pass --num_samples=10000".
+    """
+    if min(num_real, num_fake) >= POOL3_DIM:
+        return None
+    return (
+        f"FID from {num_real} real and {num_fake} generated images: below {POOL3_DIM} images "
+        f"the {POOL3_DIM}x{POOL3_DIM} pool3 covariance is singular and FID is strongly biased "
+        "upwards (it falls as N grows). Compare scores only at equal N; 10,000 images are usual"
+        + (f": {hint}" if hint else "")
+        + "."
+    )
+
+
+def warn_if_small_sample(num_real: int, num_fake: int, hint: str = "", stacklevel: int = 2) -> None:
+    """Warns once with `SmallSampleWarning` if either set has fewer than 2048 images."""
+    message = small_sample_message(num_real, num_fake, hint)
+    if message is not None:
+        warnings.warn(message, SmallSampleWarning, stacklevel=stacklevel + 1)
+
+
+def feature_statistics(features: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and covariance of features, in float64.
+
+    Args:
+        features: [N, D] features, N >= 2.
+
+    Returns:
+        (mu [D] float64, sigma [D, D] float64), sigma with ddof=1 (`np.cov(rowvar=False)`).
+
+    Raises:
+        ValueError: if `features` is not a finite [N, D] array with N >= 2.
+    """
+    features = validated_features(features, "features", min_rows=2)
+    return features.mean(axis=0), np.cov(features, rowvar=False)
+
+
+def _sqrtm(matrix: np.ndarray) -> np.ndarray:
+    # scipy warns (LinAlgWarning) whenever the product is singular, which it always is with
+    # fewer images than feature dimensions. That case has one clear warning of its own
+    # (`warn_if_small_sample`); a non-finite result is handled by the caller.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
+        return scipy.linalg.sqrtm(matrix)
+
+
+def frechet_distance(mu1: Any, sigma1: Any, mu2: Any, sigma2: Any, *, eps: float = 1e-6) -> float:
+    """Fréchet distance between the Gaussians N(mu1, sigma1) and N(mu2, sigma2).
+
+    d^2 = ||mu1 - mu2||^2 + Tr(sigma1 + sigma2 - 2 sqrtm(sigma1 sigma2))
+    (Dowson & Landau 1982; used for FID by Heusel et al. 2017).
+
+    The matrix square root follows pytorch-fid: if `scipy.linalg.sqrtm` returns non-finite
+    values, `eps * I` is added to both covariances and it is retried, with a warning. scipy's
+    LinAlgWarning about a singular product is silenced: with fewer images than dimensions the
+    product is always singular, and `fid` and the evaluators say so once
+    (`warn_if_small_sample`). A complex result is accepted when the imaginary parts of its
+    diagonal are all within 1e-3 of zero (`np.allclose(..., atol=1e-3)`), and its real part is
+    used; otherwise ValueError.
+    The result is not clipped at 0, so identical statistics can give a tiny negative number.
+
+    Args:
+        mu1: [D] mean of the first set.
+        sigma1: [D, D] covariance of the first set.
+        mu2: [D] mean of the second set.
+        sigma2: [D, D] covariance of the second set.
+        eps: diagonal offset used only when the product is singular.
+
+    Returns:
+        The squared Fréchet distance as a Python float.
+
+    Raises:
+        ValueError: on mismatched shapes, non-finite inputs, or a significant imaginary part.
+    """
+    mu1 = np.atleast_1d(np.asarray(mu1, dtype=np.float64))
+    mu2 = np.atleast_1d(np.asarray(mu2, dtype=np.float64))
+    sigma1 = np.atleast_2d(np.asarray(sigma1, dtype=np.float64))
+    sigma2 = np.atleast_2d(np.asarray(sigma2, dtype=np.float64))
+    dim = mu1.shape[0]
+    expected = {"mu1": (dim,), "mu2": (dim,), "sigma1": (dim, dim), "sigma2": (dim, dim)}
+    given = {"mu1": mu1, "mu2": mu2, "sigma1": sigma1, "sigma2": sigma2}
+    for name, value in given.items():
+        if value.shape != expected[name]:
+            shapes = {key: array.shape for key, array in given.items()}
+            raise ValueError(f"shapes do not match: {shapes}; allowed: mu [D], sigma [D, D]")
+        if not np.isfinite(value).all():
+            raise ValueError(f"{name} contains NaN or Inf")
+
+    mean_term = float(np.sum((mu1 - mu2) ** 2))
+    covmean = _sqrtm(sigma1 @ sigma2)
+    if not np.isfinite(covmean).all():
+        warnings.warn(
+            f"sqrtm(sigma1 @ sigma2) is not finite; adding {eps} to the covariance diagonals",
+            stacklevel=2,
+        )
+        offset = eps * np.eye(dim)
+        covmean = _sqrtm((sigma1 + offset) @ (sigma2 + offset))
+    if np.iscomplexobj(covmean):
+        if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
+            largest = float(np.max(np.abs(covmean.imag)))
+            raise ValueError(f"sqrtm(sigma1 @ sigma2) has an imaginary component of {largest}")
+        covmean = covmean.real
+    trace_term = float(np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
+    return mean_term + trace_term
+
+
+def image_statistics(
+    images: Any,
+    *,
+    batch_size: int = 250,
+    feature_fn: FeatureFn | None = None,
+    progress: bool = False,
+    dtype: Any = jnp.float32,
+    resize: str = "half_pixel",
+    should_stop: StopFn | None = None,
+) -> FIDStatistics:
+    """FID statistics of a set of images, e.g. to cache those of the test split.
+
+    Args:
+        images: N >= 2 images accepted by `to_uint8`.
+        batch_size: see `inception_features`.
+        feature_fn: see `inception_features`.
+        progress: see `inception_features`.
+        dtype: see `inception_features`.
+        resize: see `inception_preprocess`.
+        should_stop: see `inception_features`.
+
+    Returns:
+        FIDStatistics of the pool3 features.
+
+    Raises:
+        ValueError: for invalid images or fewer than 2 of them.
+    """
+    features = inception_features(
+        images,
+        batch_size,
+        feature_fn=feature_fn,
+        progress=progress,
+        dtype=dtype,
+        resize=resize,
+        should_stop=should_stop,
+    )
+    mu, sigma = feature_statistics(features)
+    return FIDStatistics(mu, sigma, len(features))
+
+
+def fid(
+    real_images: Any,
+    fake_images: Any,
+    *,
+    batch_size: int = 250,
+    feature_fn: FeatureFn | None = None,
+    progress: bool = False,
+    dtype: Any = jnp.float32,
+    resize: str = "half_pixel",
+    should_stop: StopFn | None = None,
+) -> float:
+    """Fréchet Inception Distance between real and generated images (Heusel et al. 2017).
+
+    Warns once (`SmallSampleWarning`) when either set has fewer than 2048 images: FID falls as N
+    grows, so scores are comparable only at equal N (Lucic et al. 2018 used 10k against 10k).
+
+    Args:
+        real_images: N >= 2 images accepted by `to_uint8`, or the `FIDStatistics` of the
+            reference set (e.g. from `load_statistics`).
+        fake_images: M >= 2 images accepted by `to_uint8`, e.g. generator output in [-1, 1].
+        batch_size: see `inception_features`.
+        feature_fn: see `inception_features`.
+        progress: see `inception_features`.
+        dtype: see `inception_features`.
+        resize: see `inception_preprocess`.
+        should_stop: see `inception_features`.
+
+    Returns:
+        FID as a Python float (lower is better).
+
+    Raises:
+        ValueError: for invalid images or fewer than 2 images in a set.
+    """
+
+    def statistics(images: Any) -> FIDStatistics:
+        return image_statistics(
+            images,
+            batch_size=batch_size,
+            feature_fn=feature_fn,
+            progress=progress,
+            dtype=dtype,
+            resize=resize,
+            should_stop=should_stop,
+        )
+
+    real = real_images if isinstance(real_images, FIDStatistics) else statistics(real_images)
+    fake = statistics(fake_images)
+    warn_if_small_sample(real.num_images, fake.num_images)
+    return frechet_distance(real.mu, real.sigma, fake.mu, fake.sigma)
+
+
+def save_statistics(path: str | os.PathLike, mu: Any, sigma: Any, num_images: int) -> None:
+    """Writes FID statistics to an .npz file atomically (`jaxgan.fileio.atomic_savez`).
+
+    Args:
+        path: destination file; missing parent folders are created.
+        mu: [D] feature mean.
+        sigma: [D, D] feature covariance.
+        num_images: number of images the statistics come from (>= 2).
+
+    Raises:
+        ValueError: on shapes other than [D] and [D, D], non-finite values, or num_images < 2.
+    """
+    mu = np.asarray(mu, dtype=np.float64)
+    sigma = np.asarray(sigma, dtype=np.float64)
+    if mu.ndim != 1 or sigma.shape != (mu.shape[0], mu.shape[0]):
+        raise ValueError(f"mu {mu.shape} and sigma {sigma.shape} must be [D] and [D, D]")
+    if not (np.isfinite(mu).all() and np.isfinite(sigma).all()):
+        raise ValueError("mu and sigma must be finite")
+    if isinstance(num_images, bool) or not isinstance(num_images, numbers.Integral):
+        raise ValueError(f"num_images must be an integer, got {num_images!r}")
+    if num_images < 2:
+        raise ValueError(f"num_images must be at least 2, got {num_images}")
+    fileio.atomic_savez(path, mu=mu, sigma=sigma, num_images=np.int64(num_images))
+
+
+def load_statistics(path: str | os.PathLike) -> FIDStatistics:
+    """Reads FID statistics written by `save_statistics`.
+
+    Args:
+        path: an .npz file with arrays `mu` [D], `sigma` [D, D] and `num_images` (scalar).
+
+    Returns:
+        FIDStatistics with float64 arrays.
+
+    Raises:
+        FileNotFoundError: if the file does not exist.
+        ValueError: if the file is not a readable .npz, lacks a key, or has wrong shapes.
+    """
+    try:
+        contents = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile, pickle.UnpicklingError) as error:
+        raise ValueError(
+            f"{path} is not a readable .npz file of FID statistics: {error}"
+        ) from error
+    if not isinstance(contents, np.lib.npyio.NpzFile):
+        raise ValueError(f"{path} holds a single array, not an .npz file of FID statistics")
+    with contents:
+        missing = {"mu", "sigma", "num_images"} - set(contents.files)
+        if missing:
+            raise ValueError(
+                f"{path} lacks {sorted(missing)}; FID statistics need mu, sigma, num_images"
+            )
+        try:
+            mu, sigma, num_images = (contents[key] for key in ("mu", "sigma", "num_images"))
+        except (OSError, EOFError, ValueError, zipfile.BadZipFile) as error:
+            raise ValueError(f"{path} has an unreadable array: {error}") from error
+    if mu.ndim != 1 or sigma.shape != (mu.shape[0], mu.shape[0]):
+        raise ValueError(f"{path} holds mu {mu.shape} and sigma {sigma.shape}; need [D], [D, D]")
+    if not (np.issubdtype(mu.dtype, np.floating) and np.issubdtype(sigma.dtype, np.floating)):
+        raise ValueError(f"{path} holds mu {mu.dtype} and sigma {sigma.dtype}; need floats")
+    if num_images.shape != () or not np.issubdtype(num_images.dtype, np.integer):
+        raise ValueError(f"{path} holds num_images {num_images!r}; need an integer scalar")
+    mu, sigma = mu.astype(np.float64), sigma.astype(np.float64)
+    return FIDStatistics(mu, sigma, int(num_images))

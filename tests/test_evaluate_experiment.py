@@ -1,0 +1,163 @@
+"""`experiments.evaluate`'s logic (experiments/_evaluation.py), with a stand-in for Inception."""
+
+import json
+import warnings
+
+import jax
+import numpy as np
+import pytest
+from PIL import Image
+
+from experiments import _evaluation
+from jaxgan.checkpoint import Checkpointer, signature
+from jaxgan.datasets.fashion_mnist import INFO as FASHION_MNIST_INFO
+from jaxgan.metrics import SmallSampleWarning
+from jaxgan.train import create_state
+
+
+@jax.jit
+def pixel_features(preprocessed: jax.Array) -> jax.Array:
+    """A cheap stand-in for Inception: 16 pooled pixel values, [B, 16]."""
+    pooled = preprocessed[:, ::75, ::75, 0]
+    return pooled.reshape(preprocessed.shape[0], -1)
+
+
+@pytest.fixture
+def workdir(tmp_path, tiny_config, monkeypatch):
+    """A training workdir with a step-0 checkpoint; its dataset is 40 random images."""
+    config = tiny_config(
+        "dcgan", fid_num_samples=12, fid_batch_size=6, kid_subset_size=6, kid_num_subsets=2
+    )
+    state = create_state(config, jax.random.key(0), image_shape=(28, 28, 1), num_classes=10)
+    checkpointer = Checkpointer(tmp_path / "checkpoints", 3)
+    checkpointer.save(
+        state,
+        {
+            "epoch": 0,
+            "signature": signature(config, FASHION_MNIST_INFO),
+            "dataset_info": FASHION_MNIST_INFO.to_dict(),
+        },
+    )
+    checkpointer.close()
+    (tmp_path / "config.json").write_text(json.dumps(config.to_dict()))
+    rng = np.random.default_rng(0)
+    splits = {
+        split: (rng.integers(0, 256, (40, 28, 28, 1), dtype=np.uint8), rng.integers(0, 10, 40))
+        for split in ("train", "test")
+    }
+    monkeypatch.setattr(
+        _evaluation, "load_split", lambda config, split: (*splits[split], f"fashion_mnist:{split}")
+    )
+    return tmp_path
+
+
+def test_workdir_evaluation_never_overwrites_the_runs_fid_result(workdir):
+    own_result = workdir / "fid_result.txt"
+    own_result.write_text("FID: 1.0000\nthe training run's own result\n")
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SmallSampleWarning)
+        text = _evaluation.run(
+            workdir=workdir, num_samples=10, batch_size=5, feature_fn=pixel_features
+        )
+
+    assert own_result.read_text() == "FID: 1.0000\nthe training run's own result\n"
+    by_hand = workdir / "fid_result_step0_n10.txt"
+    assert by_hand.read_text() == text
+    assert "N fake: 10" in text and "Reference: fashion_mnist:test[:10]" in text
+    with pytest.raises(ValueError, match="own result file"):
+        _evaluation.run(workdir=workdir, output=own_result, feature_fn=pixel_features)
+
+
+def test_workdir_small_n_warns_once_and_names_num_samples(workdir):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _evaluation.run(workdir=workdir, batch_size=6, feature_fn=pixel_features)
+    assert [warning.category for warning in caught] == [SmallSampleWarning]
+    assert "--num_samples" in str(caught[0].message)
+
+
+def test_workdir_html_report_pairs_samples_with_training_images(workdir, tmp_path):
+    html_path = tmp_path / "report.html"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SmallSampleWarning)
+        _evaluation.run(
+            workdir=workdir,
+            batch_size=6,
+            html_report=html_path,
+            report_train_images=25,
+            feature_fn=pixel_features,
+        )
+    page = html_path.read_text()
+    assert "among 25 images of fashion_mnist:train[:25]" in page
+    # Two grids and 12 (generated, nearest) pairs: N=12 is below the 16 shown at most.
+    assert page.count("data:image/png;base64,") == 2 + 2 * 12
+    assert "Feature precision</th><td>float32" in page
+
+
+def save_image_sets(folder, num):
+    rng = np.random.default_rng(0)
+    real = rng.integers(0, 256, (num, 28, 28), dtype=np.uint8)
+    np.savez(folder / "real.npz", images=real)
+    fake_folder = folder / "fake"
+    fake_folder.mkdir()
+    for index in range(num):
+        darker = np.clip(real[index].astype(int) // 2 + 60, 0, 255).astype(np.uint8)
+        Image.fromarray(darker).save(fake_folder / f"{index:02d}.png")
+    return folder / "real.npz", fake_folder
+
+
+def test_two_image_sets_give_one_small_n_warning_and_a_report(tmp_path, monkeypatch):
+    real, fake = save_image_sets(tmp_path, 8)
+    monkeypatch.chdir(tmp_path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        text = _evaluation.run(
+            real=real, fake=fake, batch_size=4, html_report="r.html", feature_fn=pixel_features
+        )
+    assert [warning.category for warning in caught] == [SmallSampleWarning]
+    assert "8 real and 8 generated" in str(caught[0].message)
+    assert (tmp_path / "fid_result.txt").read_text() == text
+    assert "N real: 8" in text and "Feature precision: float32" in text
+    assert "the --real set" in (tmp_path / "r.html").read_text()
+
+
+def test_load_image_set_from_npz_and_folder(tmp_path):
+    images = np.random.default_rng(0).integers(0, 256, (3, 5, 5), dtype=np.uint8)
+    np.savez(tmp_path / "set.npz", images=images)
+    np.testing.assert_array_equal(_evaluation.load_image_set(tmp_path / "set.npz"), images)
+    folder = tmp_path / "pngs"
+    folder.mkdir()
+    for index, image in enumerate(images):
+        Image.fromarray(image).save(folder / f"{index}.png")
+    np.testing.assert_array_equal(_evaluation.load_image_set(folder), images)
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: p / "missing.npz", "does not exist"),
+        (lambda p: (p / "a.txt").write_text("x") and p / "a.txt", "allowed inputs"),
+        (lambda p: (p / "empty").mkdir() or p / "empty", "holds no"),
+        (lambda p: (p / "bad.npz").write_bytes(b"nope") and p / "bad.npz", "not a readable"),
+    ],
+)
+def test_load_image_set_refuses_bad_paths(tmp_path, make, message):
+    with pytest.raises((ValueError, FileNotFoundError), match=message):
+        _evaluation.load_image_set(make(tmp_path))
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        ({"real": "a.npz"}, "go together"),
+        ({}, "give --workdir"),
+        ({"workdir": "x", "real": "a", "fake": "b"}, "not both"),
+        ({"workdir": "x", "num_samples": 1}, "num_samples"),
+        ({"workdir": "x", "batch_size": 0}, "batch_size"),
+        ({"workdir": "x", "feature_dtype": "float16"}, "feature_dtype"),
+    ],
+)
+def test_run_refuses_inconsistent_arguments(arguments, message):
+    with pytest.raises(ValueError, match=message):
+        _evaluation.run(**arguments)
