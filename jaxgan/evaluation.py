@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxgan import fileio
-from jaxgan.datasets import default_cache_dir
+from jaxgan.datasets import Dataset, default_cache_dir
 from jaxgan.metrics.classifier import discriminator_metrics
 from jaxgan.metrics.features import (
     POOL3_DIM,
@@ -306,6 +306,20 @@ class Evaluator:
         self.feature_fn = feature_fn
         self._real_features: np.ndarray | None = None
         warn_if_small_sample(self.num, self.num, _SMALL_N_HINT)
+
+    @classmethod
+    def from_dataset(cls, config, dataset: Dataset, **options: Any) -> Evaluator:
+        """An Evaluator of a `jaxgan.datasets.Dataset` split, named like 'fashion_mnist:test'.
+
+        `options` are the constructor's keyword arguments (cache_dir, resize, ...).
+        """
+        return cls(
+            config,
+            dataset.images,
+            dataset.labels,
+            reference_name=f"{dataset.info.name}:{dataset.split}",
+            **options,
+        )
 
     def real_features(self, should_stop: StopFn | None = None) -> np.ndarray:
         """Pool3 features [N, D] of the reference images; computed (or read) once."""

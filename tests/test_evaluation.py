@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from jaxgan import evaluation
+from jaxgan.datasets import Dataset, DatasetInfo
 from jaxgan.metrics import EvaluationInterrupted, SmallSampleWarning
 from jaxgan.metrics.features import inception_features
 from jaxgan.metrics.frechet import feature_statistics, frechet_distance
@@ -256,6 +257,18 @@ def test_small_n_warns_once_at_construction_and_never_while_evaluating(tiny_conf
     assert [warning.category for warning in caught] == [SmallSampleWarning]
     assert "12 real and 12 generated" in str(caught[0].message)
     assert "fid_num_samples" in str(caught[0].message)
+
+
+def test_evaluator_from_a_dataset_is_named_after_its_source_and_split(tiny_config):
+    images, labels = reference_set()
+    info = DatasetInfo("tfds:mnist", (28, 28, 1), 10, tuple(str(n) for n in range(10)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SmallSampleWarning)
+        evaluator = evaluation.Evaluator.from_dataset(
+            eval_config(tiny_config), Dataset(images, labels, info, "test"), resize="tf1"
+        )
+    assert evaluator.reference_name == "tfds:mnist:test" and evaluator.resize == "tf1"
+    np.testing.assert_array_equal(evaluator.reference_labels, labels[:12])
 
 
 def test_evaluator_refuses_bad_arguments(tiny_config):
