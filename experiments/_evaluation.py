@@ -238,7 +238,7 @@ def run(
     else:
         outcome = _compare_sets(real, fake, batch_size, resize, feature_dtype, feature_fn)
         output = output or "fid_result.txt"
-    evaluation.write_report(outcome.results, output)
+    report.write_results(outcome.results, output)
     log.info("Wrote %s", output)
     if html_report:
         report.write_html_report(
@@ -249,4 +249,4 @@ def run(
             outcome.neighbours,
         )
         log.info("Wrote %s", html_report)
-    return evaluation.format_report(outcome.results)
+    return report.format_results(outcome.results)

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgan import fileio
+from jaxgan import fileio, report
 from jaxgan.datasets import Dataset, default_cache_dir
 from jaxgan.metrics.classifier import discriminator_metrics
 from jaxgan.metrics.features import (
@@ -43,10 +43,8 @@ __all__ = [
     "Evaluator",
     "discriminator_logits",
     "feature_metrics",
-    "format_report",
     "generate_images",
     "reference_features",
-    "write_report",
 ]
 
 log = logging.getLogger(__name__)
@@ -54,17 +52,6 @@ log = logging.getLogger(__name__)
 FEATURE_DTYPES = ("float32", "bfloat16")
 # Bump when the content of cached reference features changes.
 _REFERENCE_CACHE_VERSION = 2
-PROTOCOL = (
-    "FID protocol: uint8 images (generated [-1,1] floats as (x*127.5+128).clip(0,255) "
-    "truncated to uint8); gray tiled to RGB; bilinear resize to 299x299 ({resize}); "
-    "(x-128)/128; pool3 [2048] of the TF 2015-12-05 Inception-v3 (FID network of "
-    "TTUR/pytorch-fid/NVIDIA), computed in {feature_dtype}; mean and covariance in float64; "
-    "FID = |mu1-mu2|^2 + Tr(S1 + S2 - 2 sqrtm(S1 S2)) with scipy.linalg.sqrtm. "
-    "KID: unbiased MMD^2, cubic polynomial kernel, {kid_subsets} subsets of {kid_size}. "
-    "Precision/recall: Kynkaanniemi et al. 2019, k=3; density/coverage: Naeem et al. 2020, "
-    "k=5; all on Inception pool3 features. D metrics: D as a real-vs-fake classifier, "
-    "threshold 0.5 on sigmoid(logit), on the reference reals vs the generated images."
-)
 _SMALL_N_HINT = "raise config.fid_num_samples, or pass --num_samples=10000 to experiments.evaluate"
 
 
@@ -419,47 +406,5 @@ class Evaluator:
         return self.score(state, fake_images, fake_labels, should_stop=should_stop)
 
     def write_report(self, results: dict[str, Any], path: str | Path) -> None:
-        write_report(results, path)
-
-
-def format_report(results: dict[str, Any]) -> str:
-    """The human-readable text of `fid_result.txt`."""
-    lines = [
-        f"FID: {results['fid']:.4f}",
-        f"KID: {results['kid_mean']:.6f} +- {results['kid_std']:.6f} "
-        f"({results['kid_num_subsets']} subsets of {results['kid_subset_size']})",
-        f"Precision (k=3): {results['precision']:.4f}",
-        f"Recall (k=3): {results['recall']:.4f}",
-        f"Density (k=5): {results['density']:.4f}",
-        f"Coverage (k=5): {results['coverage']:.4f}",
-    ]
-    if "d_eval_accuracy" in results:
-        lines += [
-            f"Discriminator accuracy: {results['d_eval_accuracy']:.4f}",
-            f"Discriminator precision: {results['d_eval_precision']:.4f}",
-            f"Discriminator recall: {results['d_eval_recall']:.4f}",
-        ]
-    lines += [
-        f"N real: {results['num_real']}",
-        f"N fake: {results['num_fake']}",
-        f"Reference: {results['reference']}",
-        f"Feature precision: {results['feature_dtype']}",
-    ]
-    if "step" in results:
-        lines.append(f"Checkpoint step: {results['step']}")
-    if results.get("note"):
-        lines.append(f"Note: {results['note']}")
-    lines.append(
-        PROTOCOL.format(
-            resize=results["resize"],
-            feature_dtype=results["feature_dtype"],
-            kid_subsets=results["kid_num_subsets"],
-            kid_size=results["kid_subset_size"],
-        )
-    )
-    return "\n".join(lines) + "\n"
-
-
-def write_report(results: dict[str, Any], path: str | Path) -> None:
-    """Writes `format_report(results)` to `path` (e.g. `fid_result.txt`), atomically."""
-    fileio.atomic_write_text(path, format_report(results))
+        """Writes the result file (e.g. `fid_result.txt`), see `jaxgan.report.write_results`."""
+        report.write_results(results, path)

@@ -1,9 +1,9 @@
-"""A self-contained HTML report of an evaluation: metrics, sample grids and a memorisation check.
+"""Reports of an evaluation: the `fid_result.txt` text, and a self-contained HTML page.
 
-The memorisation check pairs generated images with their nearest training images in Inception
-pool3 space (Euclidean distance): a generator that copies its training set shows pairs that
-are the same picture. Every image is embedded as a base64 PNG, so the file can be mailed or
-archived on its own.
+The HTML report holds the metrics, real and generated grids and a memorisation check, which
+pairs generated images with their nearest training images in Inception pool3 space (Euclidean
+distance): a generator that copies its training set shows pairs that are the same picture.
+Every image is embedded as a base64 PNG, so the file can be mailed or archived on its own.
 """
 
 from __future__ import annotations
@@ -19,6 +19,18 @@ from PIL import Image
 
 from jaxgan import fileio
 from jaxgan.images import make_grid, to_uint8_images
+
+PROTOCOL = (
+    "FID protocol: uint8 images (generated [-1,1] floats as (x*127.5+128).clip(0,255) "
+    "truncated to uint8); gray tiled to RGB; bilinear resize to 299x299 ({resize}); "
+    "(x-128)/128; pool3 [2048] of the TF 2015-12-05 Inception-v3 (FID network of "
+    "TTUR/pytorch-fid/NVIDIA), computed in {feature_dtype}; mean and covariance in float64; "
+    "FID = |mu1-mu2|^2 + Tr(S1 + S2 - 2 sqrtm(S1 S2)) with scipy.linalg.sqrtm. "
+    "KID: unbiased MMD^2, cubic polynomial kernel, {kid_subsets} subsets of {kid_size}. "
+    "Precision/recall: Kynkaanniemi et al. 2019, k=3; density/coverage: Naeem et al. 2020, "
+    "k=5; all on Inception pool3 features. D metrics: D as a real-vs-fake classifier, "
+    "threshold 0.5 on sigmoid(logit), on the reference reals vs the generated images."
+)
 
 # Rows of the metrics table: (results key, label, format).
 _METRIC_ROWS = (
@@ -218,3 +230,46 @@ def write_html_report(
     return fileio.atomic_write_text(
         path, build_html_report(results, real_images, fake_images, neighbours, **options)
     )
+
+
+def format_results(results: dict[str, Any]) -> str:
+    """The human-readable text of `fid_result.txt`: scores, N, reference, precision, protocol."""
+    lines = [
+        f"FID: {results['fid']:.4f}",
+        f"KID: {results['kid_mean']:.6f} +- {results['kid_std']:.6f} "
+        f"({results['kid_num_subsets']} subsets of {results['kid_subset_size']})",
+        f"Precision (k=3): {results['precision']:.4f}",
+        f"Recall (k=3): {results['recall']:.4f}",
+        f"Density (k=5): {results['density']:.4f}",
+        f"Coverage (k=5): {results['coverage']:.4f}",
+    ]
+    if "d_eval_accuracy" in results:
+        lines += [
+            f"Discriminator accuracy: {results['d_eval_accuracy']:.4f}",
+            f"Discriminator precision: {results['d_eval_precision']:.4f}",
+            f"Discriminator recall: {results['d_eval_recall']:.4f}",
+        ]
+    lines += [
+        f"N real: {results['num_real']}",
+        f"N fake: {results['num_fake']}",
+        f"Reference: {results['reference']}",
+        f"Feature precision: {results['feature_dtype']}",
+    ]
+    if "step" in results:
+        lines.append(f"Checkpoint step: {results['step']}")
+    if results.get("note"):
+        lines.append(f"Note: {results['note']}")
+    lines.append(
+        PROTOCOL.format(
+            resize=results["resize"],
+            feature_dtype=results["feature_dtype"],
+            kid_subsets=results["kid_num_subsets"],
+            kid_size=results["kid_subset_size"],
+        )
+    )
+    return "\n".join(lines) + "\n"
+
+
+def write_results(results: dict[str, Any], path: str | Path) -> Path:
+    """Writes `format_results(results)` to `path` (e.g. `fid_result.txt`), atomically."""
+    return fileio.atomic_write_text(path, format_results(results))

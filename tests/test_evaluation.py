@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxgan import evaluation
+from jaxgan import evaluation, report
 from jaxgan.datasets import Dataset, DatasetInfo
 from jaxgan.metrics import EvaluationInterrupted, SmallSampleWarning
 from jaxgan.metrics.features import inception_features
@@ -80,7 +80,7 @@ def test_precision_is_fidelity_and_recall_is_diversity_in_metrics_and_report(tmp
         reference="toy", resize="half_pixel", feature_dtype="float32", kid_subset_size=20,
         kid_num_subsets=2,
     )  # fmt: skip
-    text = evaluation.format_report(results)
+    text = report.format_results(results)
     assert "Precision (k=3): 1.0000\n" in text
     assert f"Recall (k=3): {results['recall']:.4f}\n" in text
 
@@ -100,9 +100,9 @@ def test_evaluator_scores_a_state_and_writes_a_complete_report(tiny_config, tmp_
         "d_eval_accuracy", "d_eval_precision", "d_eval_recall",
     ):  # fmt: skip
         assert isinstance(results[name], float) and np.isfinite(results[name]), name
-    report = tmp_path / "fid_result.txt"
-    evaluator.write_report(results, report)
-    text = report.read_text()
+    result_file = tmp_path / "fid_result.txt"
+    evaluator.write_report(results, result_file)
+    text = result_file.read_text()
     for needle in (
         "FID:", "KID:", "Precision (k=3)", "Coverage (k=5)", "Discriminator accuracy",
         "N real: 12", "N fake: 12", "Reference: fashion_mnist:test[:12]",
