@@ -313,7 +313,8 @@ def _train(setup: _Setup, workdir: Path, checkpointer, state, meta, evaluator_fa
             finish_epoch(periodic.EpochEnd(state, epoch + 1, is_last, record))
             # After the last epoch only the final outputs remain: finish them instead.
             if signals.requested() and not is_last:
-                raise _stopped(signals.signum, f"after epoch {epoch + 1}", checkpointer)
+                where = f"after epoch {epoch + 1} (step {int(state.step)})"
+                raise _stopped(signals.signum, where, checkpointer)
 
         _write_final_outputs(state, workdir, info, samples, evaluate, spe)
         log.info("Done: %d steps; outputs in %s", int(state.step), workdir)
@@ -336,9 +337,18 @@ def _sample_inputs(state: GANState, info, key: jax.Array):
 
 
 def _make_evaluator(evaluator_factory, config):
-    if evaluator_factory is None:
-        from jaxgan.evaluation import Evaluator as evaluator_factory
-    return evaluator_factory(config, datasets.load(config, "test"))
+    """The evaluator against the dataset's test split (a folder's is its training set)."""
+    test_set = datasets.load(config, "test")
+    if evaluator_factory is not None:
+        return evaluator_factory(config, test_set)
+    from jaxgan.evaluation import Evaluator
+
+    return Evaluator(
+        config,
+        test_set.images,
+        test_set.labels,
+        reference_name=f"{test_set.info.name}:{test_set.split}",
+    )
 
 
 def _finish_interrupted_epoch(state, meta, records, spe, num_epochs, finish_epoch) -> None:

@@ -47,7 +47,7 @@ FLAGS = (
     "--config.progress=False",
 )
 # Fields that legitimately differ between two runs of the same training.
-TIMING_FIELDS = ("epoch_seconds", "wall_time")
+TIMING_FIELDS = ("epoch_seconds", "wall_time", "resumed")
 TIMEOUT = 300
 
 
@@ -215,6 +215,7 @@ def killed_mid_epoch(tmp_path_factory, run_env):
     paused = PausedRun(workdir, run_env, {"JAXGAN_PAUSE_AFTER_STEP": 6})
     outcome = {"paused_at": paused.wait_for_pause(), "latest_when_paused": latest_step(workdir)}
     outcome["concurrent"] = train(workdir, run_env)
+    outcome["log_after_concurrent"] = (workdir / "train.log").read_text()
     paused.process.send_signal(signal.SIGKILL)
     outcome["killed"] = paused.finish()
     outcome["latest_after_kill"] = latest_step(workdir)
@@ -238,6 +239,26 @@ def test_second_run_on_a_busy_workdir_is_refused(killed_mid_epoch):
     assert concurrent.returncode == 1
     assert "is in use by another training run (pid" in concurrent.stderr
     assert "error: workdir=" in concurrent.stderr
+    # The refusal is the second run's business: the running run's log stays its own.
+    assert "in use by another" not in killed_mid_epoch["log_after_concurrent"]
+
+
+@pytest.mark.slow
+def test_a_second_sigint_exits_at_once_with_one_line(tmp_path, run_env):
+    workdir = tmp_path / "run"
+    paused = PausedRun(workdir, run_env, {"JAXGAN_PAUSE_AFTER_STEP": 6})
+    assert paused.wait_for_pause() == 6
+    paused.process.send_signal(signal.SIGINT)
+    time.sleep(0.5)
+    paused.process.send_signal(signal.SIGINT)
+    returncode, output = paused.finish()
+    assert returncode == 128 + signal.SIGINT
+    assert "Traceback" not in output
+    assert (
+        f"stopped: Stopped by SIGINT at once (a second signal); the latest checkpoint is "
+        f"{workdir / 'checkpoints' / '4'}" in output
+    )
+    assert latest_step(workdir) == 4
 
 
 @pytest.mark.slow
@@ -253,8 +274,9 @@ def test_sigkill_during_checkpoint_write_keeps_the_previous_checkpoint(
     assert paused.finish()[0] == -signal.SIGKILL
 
     assert latest_step(workdir) == 4
-    # Epoch 2's metrics line was written before the save; the rerun must replace it.
-    assert [r["epoch"] for r in metric_records(workdir)] == [1, 2]
+    # Epoch 2's checkpoint is saved before its metrics line (and any evaluation): the line
+    # is not written yet, and the rerun redoes epoch 2 and writes it once.
+    assert [r["epoch"] for r in metric_records(workdir)] == [1]
     result = train(workdir, run_env)
     assert_resumed_like_reference(workdir, reference, result, from_step=4)
     assert not partial.exists()
@@ -285,8 +307,9 @@ def test_signal_saves_a_checkpoint_and_the_rerun_continues_bitwise(
         else f"after epoch {epoch} (step {step})"  # The epoch is finished first.
     )
     message = (
-        f"Stopped by {name} {where}; checkpoint saved in {workdir / 'checkpoints' / str(step)}."
-        f" Run the same command again to resume from step {step}."
+        f"Stopped by {name} {where}; the latest checkpoint is "
+        f"{workdir / 'checkpoints' / str(step)}. Run the same command again to resume from "
+        f"step {step}."
     )
     assert message in output
     assert message in (workdir / "train.log").read_text()
@@ -295,6 +318,11 @@ def test_signal_saves_a_checkpoint_and_the_rerun_continues_bitwise(
 
     result = train(workdir, run_env)
     assert_resumed_like_reference(workdir, reference, result, from_step=step)
+    records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    # An epoch resumed mid-way says so, and its time includes the part before the stop.
+    assert [r.get("resumed", False) for r in records] == [
+        i == epoch and position > 0 for i in range(NUM_EPOCHS)
+    ]
 
 
 @pytest.mark.slow
