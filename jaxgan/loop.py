@@ -24,6 +24,7 @@ import logging
 import os
 import signal
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -343,12 +344,17 @@ def _make_evaluator(evaluator_factory, config):
         return evaluator_factory(config, test_set)
     from jaxgan.evaluation import Evaluator
 
-    return Evaluator(
-        config,
-        test_set.images,
-        test_set.labels,
-        reference_name=f"{test_set.info.name}:{test_set.split}",
-    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        evaluator = Evaluator(
+            config,
+            test_set.images,
+            test_set.labels,
+            reference_name=f"{test_set.info.name}:{test_set.split}",
+        )
+    for warning in caught:  # Into the log (and train.log), once, without a source line.
+        log.warning("%s", warning.message)
+    return evaluator
 
 
 def _finish_interrupted_epoch(state, meta, records, spe, num_epochs, finish_epoch) -> None:

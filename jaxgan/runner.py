@@ -104,7 +104,8 @@ class Progress:
         return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
 
     def report(self, bar, epoch: int, position: int, spe: int, step: int, chunk) -> None:
-        last = {name: float(values[-1]) for name, values in list(chunk.items())[:2]}
+        names = [n for n in ("d_loss", "g_loss") if n in chunk] or sorted(chunk)[:2]
+        last = {name: float(chunk[name][-1]) for name in names}
         bar.set_postfix({**{k: f"{v:.3f}" for k, v in last.items()}, "eta": self.eta(step)})
         if bar.disable and time.time() - self.last_report >= REPORT_SECONDS:
             # No terminal (a log file, nohup): a progress line at most once a minute.
