@@ -200,3 +200,34 @@ def test_dcgan_equals_the_same_network_in_plain_flax_layers():
     np.testing.assert_allclose(images, plain_images, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(eval_images, plain_eval, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(logits, plain_logits, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("model", "image_shape"),
+    [("dcgan", (28, 28, 1)), ("dcgan", (32, 32, 3)), ("mlp", (32, 32, 3)), ("mlp", (16, 16, 1))],
+)
+def test_models_make_and_judge_images_of_the_dataset_shape(model, image_shape):
+    # Catches a generator hard-wired to 28x28x1 (e.g. a 7x7 base or one output channel).
+    generator, discriminator = build_models(
+        model, g_width=WIDTH, d_width=WIDTH, dropout_rate=0.3, image_shape=image_shape
+    )
+    latents = _normal((BATCH, LATENT), seed=0)
+
+    @jax.jit
+    def run():
+        g_variables = generator.init(jax.random.key(0), latents, train=False)
+        images = generator.apply(g_variables, latents, train=False)
+        d_variables = discriminator.init(jax.random.key(1), images, train=False)
+        return images, discriminator.apply(d_variables, images, train=False)
+
+    images, logits = run()
+    assert images.shape == (BATCH, *image_shape)
+    assert float(images.min()) >= -1.0 and float(images.max()) <= 1.0
+    assert logits.shape == (BATCH,)
+
+
+@pytest.mark.parametrize("image_shape", [(30, 30, 1), (32, 32, 2)])
+def test_dcgan_refuses_shapes_it_cannot_make(image_shape):
+    with pytest.raises(ValueError, match=r"multiples of 4.*1 or 3 channels") as error:
+        build_models("dcgan", g_width=WIDTH, d_width=WIDTH, image_shape=image_shape)
+    assert str(image_shape) in str(error.value)

@@ -166,3 +166,72 @@ def test_sample_uses_inference_mode_and_is_deterministic(tiny_config):
     np.testing.assert_array_equal(images, sample(state, latents))
     # In inference mode each image depends only on its own latent (no batch statistics).
     np.testing.assert_allclose(sample(state, latents[:1])[0], images[0], atol=1e-6)
+
+
+def test_dcgan_step_threads_d_batch_norm_statistics_through_all_three_d_passes(tiny_config):
+    """D's running statistics follow its three training-mode passes, in order: the real
+    batch and the fake batch with D's old parameters, then G(z) again with the updated
+    parameters (G's pass). Catches the G pass's statistics update being dropped, and a G
+    pass run against the pre-update D. G's statistics follow its single forward pass."""
+    config = tiny_config("dcgan")
+    state = create_state(config, jax.random.key(0))
+    real = _real_batch()
+    key = jax.random.key(4)
+    batch = {"image": real, "label": jnp.zeros((real.shape[0],), jnp.int32)}
+    new_state, _ = jax.jit(train_step)(state, batch, key)
+
+    # The key derivation documented by train_step: fold in the step, split into four.
+    latent_key, real_key, fake_key, g_key = jax.random.split(jax.random.fold_in(key, 0), 4)
+    latents = jax.random.normal(latent_key, (real.shape[0], config.latent_dim))
+
+    @jax.jit
+    def independent_passes(updated_d_params):
+        fakes, g_updates = state.generator.apply(
+            {"params": state.g_params, "batch_stats": state.g_batch_stats},
+            latents,
+            train=True,
+            mutable=["batch_stats"],
+        )
+
+        def d_pass(d_params, stats, images, dropout_key):
+            _, updates = state.discriminator.apply(
+                {"params": d_params, "batch_stats": stats},
+                images,
+                train=True,
+                rngs={"dropout": dropout_key},
+                mutable=["batch_stats"],
+            )
+            return updates["batch_stats"]
+
+        after_real = d_pass(state.d_params, state.d_batch_stats, real, real_key)
+        after_fake = d_pass(state.d_params, after_real, fakes, fake_key)
+        return {
+            "g": g_updates["batch_stats"],
+            "two_passes": after_fake,
+            "three_passes": d_pass(updated_d_params, after_fake, fakes, g_key),
+            "g_pass_with_old_d": d_pass(state.d_params, after_fake, fakes, g_key),
+        }
+
+    stats = independent_passes(new_state.d_params)
+    chex.assert_trees_all_close(new_state.d_batch_stats, stats["three_passes"], atol=1e-5)
+    chex.assert_trees_all_close(new_state.g_batch_stats, stats["g"], atol=1e-5)
+    for wrong in ("two_passes", "g_pass_with_old_d"):
+        assert not all(
+            np.allclose(a, b, atol=1e-5)
+            for a, b in zip(jax.tree.leaves(new_state.d_batch_stats), jax.tree.leaves(stats[wrong]))
+        ), wrong
+
+
+def test_epoch_batches_keep_each_label_with_its_image():
+    # Catches images and labels shuffled with different permutations.
+    images = (jnp.arange(10, dtype=jnp.uint8)[:, None, None, None] * jnp.ones((1, 2, 2, 1))).astype(
+        jnp.uint8
+    )
+    data = {"image": images, "label": jnp.arange(10, dtype=jnp.int32)}
+    batches = epoch_batches(data, jax.random.key(0), 4)
+    assert batches["image"].shape == (2, 4, 2, 2, 1)
+    assert batches["label"].shape == (2, 4)
+    labels = np.asarray(batches["label"])
+    np.testing.assert_array_equal(np.asarray(batches["image"])[..., 0, 0, 0], labels)
+    assert len(set(labels.ravel().tolist())) == 8
+    assert not np.array_equal(labels.ravel(), np.arange(8))  # shuffled
