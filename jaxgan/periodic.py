@@ -63,13 +63,19 @@ class PeriodicAction:
 class WriteSamples(PeriodicAction):
     """`samples/epoch_XXXX.png` from fixed latents (and labels), also to TensorBoard."""
 
-    def __init__(self, every: int, workdir: Path, latents, labels, writer, columns: int):
+    def __init__(
+        self, every: int, workdir: Path, latents, labels, writer, columns, row_labels=None
+    ):
         super().__init__(every, at_end=bool(every))
         self.workdir, self.latents, self.labels = workdir, latents, labels
-        self.writer, self.columns = writer, columns
+        self.writer, self.columns, self.row_labels = writer, columns, row_labels
 
     def grid(self, state: GANState) -> np.ndarray:
-        return images.make_grid(sample(state, self.latents, self.labels), self.columns)
+        """The grid of the fixed latents; one row per class, named, when conditional."""
+        generated = sample(state, self.latents, self.labels)
+        if self.row_labels:
+            return images.make_labelled_grid(generated, self.row_labels, self.columns)
+        return images.make_grid(generated, self.columns)
 
     def __call__(self, end: EpochEnd) -> None:
         grid = self.grid(end.state)
