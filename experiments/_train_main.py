@@ -28,9 +28,13 @@ Example:
 
 
 def define_flags(default_config: str, default_workdir: str) -> None:
-    config_flags.DEFINE_config_file(
-        "config", default_config, "Config file; variants as 'file.py:smoke'.", lock_config=True
-    )
+    try:  # With no --config, overrides of the default config are parsed right here.
+        config_flags.DEFINE_config_file(
+            "config", default_config, "Config file; variants as 'file.py:smoke'.", lock_config=True
+        )
+    except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as error:
+        print(f"error: {_one_line(error)}", file=sys.stderr)
+        sys.exit(2)
     flags.DEFINE_string("workdir", default_workdir, "Output folder; reruns resume from it.")
 
 
