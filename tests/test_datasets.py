@@ -108,6 +108,21 @@ def test_unreadable_files_are_skipped_with_one_warning_counting_them(tmp_path, c
     assert "2 unreadable" in warnings[0].getMessage()
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="folder.load treats 16-bit gray PNGs (mode I;16) as gray but PIL's convert('L') "
+    "clips them to 0..255 instead of scaling: nearly every pixel becomes 255",
+)
+def test_16_bit_gray_pngs_are_scaled_to_8_bits(tmp_path):
+    # Medical and scientific scans are often 16-bit PNGs.
+    pixels = (np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000).astype(np.uint16)
+    Image.fromarray(pixels).save(tmp_path / "scan.png")
+    assert Image.open(tmp_path / "scan.png").mode.startswith("I")
+    dataset = datasets.load(_config(f"folder:{tmp_path}"), "train")
+    assert dataset.images.shape == (1, 8, 8, 1)
+    np.testing.assert_allclose(dataset.images[0, ..., 0], pixels / 257.0, atol=1.0)
+
+
 def test_an_empty_or_missing_folder_is_an_error_naming_it(tmp_path):
     empty = tmp_path / "nothing_here"
     empty.mkdir()
@@ -121,21 +136,30 @@ def test_an_empty_or_missing_folder_is_an_error_naming_it(tmp_path):
 # tfds:NAME, with tfds's mock data: no download, no TensorFlow dataset files.
 
 
+def _write_split_metadata(tfds, data_dir, name: str, splits: tuple[str, ...]) -> None:
+    """What tfds's mock reads a dataset's splits from (its pip package ships no metadata)."""
+    builder = tfds.builder(name, data_dir=str(data_dir))
+    builder.info.set_splits(
+        tfds.core.SplitDict(
+            [
+                tfds.core.SplitInfo(name=split, shard_lengths=[6], num_bytes=0,
+                                    filename_template=None)
+                for split in splits
+            ]
+        )
+    )  # fmt: skip
+    os.makedirs(builder.data_dir, exist_ok=True)
+    builder.info.write_to_directory(builder.data_dir)
+
+
 @pytest.fixture
 def mock_tfds(tmp_path, monkeypatch):
-    """`tfds.testing.mock_data` with split metadata for mnist and cifar10 (tfds's pip package
-    ships none), and an empty jaxgan cache folder. Yields tfds."""
+    """`tfds.testing.mock_data` (6 examples) for mnist and cifar10 with a train and a test
+    split, and an empty jaxgan cache folder. Yields tfds."""
     tfds = base.import_tfds()
     metadata = tmp_path / "tfds_metadata"
     for name in ("mnist", "cifar10"):
-        builder = tfds.builder(name, data_dir=str(metadata))
-        splits = [
-            tfds.core.SplitInfo(name=split, shard_lengths=[6], num_bytes=0, filename_template=None)
-            for split in ("train", "test")
-        ]
-        builder.info.set_splits(tfds.core.SplitDict(splits))
-        os.makedirs(builder.data_dir, exist_ok=True)
-        builder.info.write_to_directory(builder.data_dir)
+        _write_split_metadata(tfds, metadata, name, ("train", "test"))
     monkeypatch.setenv("JAXGAN_CACHE_DIR", str(tmp_path / "cache"))
     with tfds.testing.mock_data(num_examples=6, data_dir=str(metadata)):
         yield tfds
@@ -181,6 +205,24 @@ def test_tfds_is_cached_per_split_and_read_back_without_tfds(mock_tfds, monkeypa
         np.testing.assert_array_equal(again.images, dataset.images)
         np.testing.assert_array_equal(again.labels, dataset.labels)
         assert again.info == dataset.info
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="tfds_source.load promises 'A missing test split uses train' but _prepare raises "
+    "ValueError (no split 'test'), so training/evaluating e.g. tfds:cats_vs_dogs fails",
+)
+def test_tfds_without_a_test_split_uses_train_for_test(tmp_path, monkeypatch):
+    # The loop and experiments.evaluate load 'test' as the FID reference of every dataset.
+    tfds = base.import_tfds()
+    _write_split_metadata(tfds, tmp_path / "metadata", "mnist", ("train",))
+    monkeypatch.setenv("JAXGAN_CACHE_DIR", str(tmp_path / "cache"))
+    config = _config("tfds:mnist")
+    with tfds.testing.mock_data(num_examples=6, data_dir=str(tmp_path / "metadata")):
+        train = datasets.load(config, "train")
+        test = datasets.load(config, "test")
+    np.testing.assert_array_equal(test.images, train.images)
+    np.testing.assert_array_equal(test.labels, train.labels)
 
 
 # parse, load and conform
