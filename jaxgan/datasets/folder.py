@@ -43,6 +43,13 @@ def find_images(root: Path) -> tuple[list[Path], list[int], tuple[str, ...]]:
     return files, [0] * len(files), (root.name or "images",)
 
 
+def _to_8_bit(picture: Image.Image) -> Image.Image:
+    """16-bit gray ('I;16', 'I') scaled to 8 bits; PIL's convert('L') would clip it."""
+    if not picture.mode.startswith("I"):
+        return picture
+    return Image.fromarray((np.asarray(picture, np.uint32) >> 8).astype(np.uint8), "L")
+
+
 def _crop_resize(picture: Image.Image, size: int) -> np.ndarray:
     side = min(picture.size)
     left, top = (picture.width - side) // 2, (picture.height - side) // 2
@@ -79,7 +86,7 @@ def load(argument: str, split: str, config) -> Dataset:
     )
     size = config.image_size or min(pictures[0].size)
     mode = "RGB" if channels == 3 else "L"
-    images = np.stack([_crop_resize(p.convert(mode), size) for p in pictures])
+    images = np.stack([_crop_resize(_to_8_bit(p).convert(mode), size) for p in pictures])
     images = images.reshape(len(images), size, size, channels).astype(np.uint8)
     info = DatasetInfo(f"folder:{argument}", (size, size, channels), len(class_names), class_names)
     return Dataset(images, np.asarray(kept_labels, np.int32), info, split)

@@ -75,9 +75,13 @@ def _prepare(name: str, version: str, split: str, tfds_data_dir: str | None) -> 
             "classification dataset with 'image' and 'label' features"
         )
     if split not in builder.info.splits:
-        raise ValueError(
-            f"tfds dataset {name!r} has no split {split!r}; it has {sorted(builder.info.splits)}"
-        )
+        if split != "test" or "train" not in builder.info.splits:
+            raise ValueError(
+                f"tfds dataset {name!r} has no split {split!r}; it has "
+                f"{sorted(builder.info.splits)}"
+            )
+        log.warning("tfds dataset %r has no test split: the FID reference is 'train'", name)
+        split = "train"
     batch = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1))
     images = np.asarray(batch["image"])
     if images.ndim == 3:
@@ -86,11 +90,16 @@ def _prepare(name: str, version: str, split: str, tfds_data_dir: str | None) -> 
         "images": images.astype(np.uint8),
         "labels": np.asarray(batch["label"]).astype(np.int32),
         "class_names": np.array(features["label"].names, dtype=str),
+        "split": np.array(split),
     }
 
 
 def load(argument: str, split: str, config) -> Dataset:
-    """The registry's entry for 'tfds:NAME[:VERSION]'. A missing 'test' split uses 'train'."""
+    """The registry's entry for 'tfds:NAME[:VERSION]'.
+
+    A dataset without a 'test' split answers 'test' with its 'train' split; the returned
+    `Dataset.split` says 'train', so FID reports name the reference they really used.
+    """
     name, version = parse(argument)
     path = _cache_path(name, version, split)
     arrays = _read_cache(path)
@@ -108,4 +117,6 @@ def load(argument: str, split: str, config) -> Dataset:
         )
     class_names = tuple(str(n) for n in arrays["class_names"])
     info = DatasetInfo(f"tfds:{argument}", tuple(images.shape[1:]), len(class_names), class_names)
-    return Dataset(images, arrays["labels"].astype(np.int32), info, split)
+    # A dataset without a test split answers 'test' with its train split, and says so.
+    actual_split = str(arrays["split"]) if "split" in arrays else split
+    return Dataset(images, arrays["labels"].astype(np.int32), info, actual_split)
