@@ -5,10 +5,14 @@ from __future__ import annotations
 import math
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
+
+# Black pixels left and right of a row label in `make_labelled_grid`.
+LABEL_MARGIN = 4
 
 
 def to_uint8_images(images) -> np.ndarray:
@@ -44,6 +48,56 @@ def make_grid(images, columns: int | None = None, padding: int = 2) -> np.ndarra
         left = padding + (index % columns) * (width + padding)
         grid[top : top + height, left : left + width] = image
     return grid
+
+
+def _label_font() -> ImageFont.ImageFont:
+    """Pillow's built-in bitmap font (about 6 pixels per character, 11 high)."""
+    if hasattr(ImageFont, "load_default_imagefont"):  # Pillow >= 10.1
+        return ImageFont.load_default_imagefont()
+    return ImageFont.load_default()
+
+
+def make_labelled_grid(
+    images, row_labels: Sequence[str], columns: int, padding: int = 2
+) -> np.ndarray:
+    """`make_grid` with one row per label and the label written at the left of its row.
+
+    Row r of the grid holds images `r * columns` to `(r + 1) * columns - 1`, e.g. the
+    samples of class r of a conditional generator, and `row_labels[r]` (e.g. the class
+    name) is drawn in white on a black margin as wide as the longest label plus
+    `LABEL_MARGIN` pixels on each side, vertically centred on the row.
+
+    Args:
+      images: float in [-1, 1] or uint8, [R * columns, H, W] or [R * columns, H, W, C]
+        with C in {1, 3}.
+      row_labels: R strings (Latin-1: the bitmap font has no other glyphs).
+      columns: images per row.
+      padding: black pixels between and around images, as in `make_grid`.
+
+    Returns:
+      uint8 [R*(H+p)+p, margin + columns*(W+p)+p, C]; right of the margin it equals
+      `make_grid(images, columns, padding)`.
+    """
+    images = to_uint8_images(images)
+    row_labels = [str(label) for label in row_labels]
+    if columns < 1 or len(images) != len(row_labels) * columns:
+        raise ValueError(
+            f"{len(images)} images for {len(row_labels)} row labels and columns={columns}; "
+            f"allowed: exactly len(row_labels) * columns images, columns >= 1"
+        )
+    grid = make_grid(images, columns, padding)
+    height, channels = images.shape[1], images.shape[3]
+    font = _label_font()
+    boxes = [font.getbbox(label) for label in row_labels]
+    margin_width = max((box[2] for box in boxes), default=0) + 2 * LABEL_MARGIN
+    margin = Image.new("L", (margin_width, grid.shape[0]), 0)
+    draw = ImageDraw.Draw(margin)
+    for row, (label, box) in enumerate(zip(row_labels, boxes)):
+        row_centre = padding + row * (height + padding) + height / 2
+        top = round(row_centre - (box[1] + box[3]) / 2)
+        draw.text((LABEL_MARGIN, top), label, fill=255, font=font)
+    margin_pixels = np.repeat(np.asarray(margin)[..., None], channels, axis=-1)
+    return np.concatenate([margin_pixels, grid], axis=1)
 
 
 def save_png(path: str | os.PathLike, image: np.ndarray, scale: int = 1) -> Path:
