@@ -34,7 +34,7 @@ import ml_collections
 import numpy as np
 
 from jaxgan import config as config_lib
-from jaxgan import datasets, images, periodic
+from jaxgan import datasets, images, periodic, sharding
 from jaxgan import workdir as workdir_lib
 from jaxgan.checkpoint import Checkpointer, CheckpointError, signature
 from jaxgan.runner import Progress, make_chunk_runner, slice_batches
@@ -44,7 +44,7 @@ from jaxgan.signals import (
     SignalCatcher,
     TrainingInterrupted,
 )
-from jaxgan.train import GANState, count_params, create_state, epoch_batches, split_epoch_key
+from jaxgan.train import GANState, count_params, create_state, split_epoch_key
 
 log = logging.getLogger("jaxgan")
 
@@ -63,6 +63,7 @@ class _Setup:
     state: GANState
     steps_per_epoch: int
     signature: dict[str, Any]
+    mesh: jax.sharding.Mesh
 
 
 def _set_up(config: ml_collections.ConfigDict) -> _Setup:
@@ -79,6 +80,8 @@ def _set_up(config: ml_collections.ConfigDict) -> _Setup:
             train_set, images=train_set.images[:count], labels=train_set.labels[:count]
         )
     config_lib.check_batch_size(config.batch_size, len(train_set))
+    mesh = sharding.data_mesh()
+    sharding.check_batch_size(config.batch_size, mesh)
     steps_per_epoch = len(train_set) // config.batch_size
     if steps_per_epoch * config.num_epochs > _MAX_STEPS:
         raise ValueError(
@@ -93,7 +96,7 @@ def _set_up(config: ml_collections.ConfigDict) -> _Setup:
         image_shape=info.image_shape,
         num_classes=info.num_classes,
     )
-    return _Setup(config, train_set, state, steps_per_epoch, signature(config, info))
+    return _Setup(config, train_set, state, steps_per_epoch, signature(config, info), mesh)
 
 
 def train_and_evaluate(
@@ -172,13 +175,14 @@ def _train(setup: _Setup, workdir: Path, checkpointer, state, meta, evaluator_fa
     config, info, spe = setup.config, setup.train_set.info, setup.steps_per_epoch
     total_steps = spe * config.num_epochs
     start_step = int(state.step)
+    state = sharding.replicate(state, setup.mesh)
     log.info(
         "%s on %s %s, %d classes: generator %s parameters, discriminator %s parameters; "
-        "loss %s; %d steps per epoch (batch %d, %d images), %d epochs, dtype %s; devices %s",
+        "loss %s; %d steps per epoch (batch %d, %d images), %d epochs, dtype %s; mesh: %s",
         config.model, info.name, "x".join(map(str, info.image_shape)), info.num_classes,
         f"{count_params(state.g_params):,}", f"{count_params(state.d_params):,}", config.loss,
         spe, config.batch_size, len(setup.train_set), config.num_epochs, config.dtype,
-        jax.devices(),
+        sharding.describe(setup.mesh),
     )  # fmt: skip
     if start_step:
         log.info("Resumed from %s at step %d", checkpointer.directory / str(start_step), start_step)
@@ -218,8 +222,9 @@ def _train(setup: _Setup, workdir: Path, checkpointer, state, meta, evaluator_fa
             state, info, jax.random.fold_in(seed_key, _SAMPLES)
         )
         samples = periodic.WriteSamples(
-            config.sample_every, workdir, latents, labels, writer, columns
-        )
+            config.sample_every, workdir, latents, labels, writer, columns,
+            row_labels=info.class_names if labels is not None else None,
+        )  # fmt: skip
         evaluate = None
         if config.eval_every:
             evaluate = periodic.Evaluate(
@@ -254,16 +259,19 @@ def _train(setup: _Setup, workdir: Path, checkpointer, state, meta, evaluator_fa
 
         _finish_interrupted_epoch(state, meta, records, spe, config.num_epochs, finish_epoch)
         progress = Progress(config, total_steps, start_step)
-        shuffle = jax.jit(epoch_batches, static_argnums=2)
-        run_steps = make_chunk_runner(jax.default_backend())
-        data = jax.device_put({"image": setup.train_set.images, "label": setup.train_set.labels})
+        run_steps = make_chunk_runner(jax.default_backend(), setup.mesh)
+        load_epoch = sharding.EpochLoader(
+            {"image": setup.train_set.images, "label": setup.train_set.labels},
+            setup.mesh,
+            config.batch_size,
+        )
         train_key = jax.random.fold_in(seed_key, _TRAIN)
         for epoch in range(int(state.step) // spe, config.num_epochs):
             position = int(state.step) - epoch * spe
             resumed = position > 0
             epoch_start = time.time() - (meta.get("epoch_seconds_so_far", 0.0) if resumed else 0.0)
             shuffle_key, step_key = split_epoch_key(jax.random.fold_in(train_key, epoch))
-            batches = shuffle(data, shuffle_key, config.batch_size)
+            batches = load_epoch(shuffle_key)
             step_metrics: dict[str, list[np.ndarray]] = {
                 name: [np.asarray(values, np.float32)]
                 for name, values in (

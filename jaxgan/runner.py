@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import time
@@ -12,6 +13,7 @@ import jax
 import numpy as np
 import tqdm
 
+from jaxgan import sharding
 from jaxgan.train import GANState, batch_to_float, train_step, train_steps
 
 log = logging.getLogger("jaxgan")
@@ -32,7 +34,7 @@ def slice_batches(batches: Any, start: int, end: int) -> Any:
 ChunkRunner = Callable[..., tuple[GANState, dict[str, np.ndarray]]]
 
 
-def make_chunk_runner(backend: str) -> ChunkRunner:
+def make_chunk_runner(backend: str, mesh: jax.sharding.Mesh | None = None) -> ChunkRunner:
     """Returns `run(state, batches, key, on_step, should_stop) -> (state, host metrics)`.
 
     `batches` holds S uint8 batches ({"image": [S, B, H, W, C], "label": [S, B]}). On
@@ -42,13 +44,21 @@ def make_chunk_runner(backend: str) -> ChunkRunner:
     costs nothing next to a CPU step; the CPU loop also reports each step to `on_step`
     and stops early when `should_stop()` is true. Both apply the same `train_step` with
     the same keys and batches.
+
+    With a `mesh` (`jaxgan.sharding.data_mesh`), the state is expected replicated and the
+    batches split along B; the new state and the metrics come back replicated. Steps are
+    traced under `jax.set_mesh(mesh)`, so that `jaxgan.sharding.split_batch` can split
+    what a step creates itself.
     """
+    out_shardings = None if mesh is None else sharding.replicated(mesh)
+    on_mesh = contextlib.nullcontext if mesh is None else functools.partial(jax.set_mesh, mesh)
     if backend != "cpu":
-        scan_steps = jax.jit(train_steps, donate_argnums=0)
+        scan_steps = jax.jit(train_steps, donate_argnums=0, out_shardings=out_shardings)
 
         def run_scan(state, batches, key, on_step=None, should_stop=None):
             del should_stop
-            state, metrics = scan_steps(state, batches, key)
+            with on_mesh():
+                state, metrics = scan_steps(state, batches, key)
             metrics = jax.device_get(metrics)
             if on_step is not None:
                 on_step(len(next(iter(metrics.values()))))
@@ -59,14 +69,15 @@ def make_chunk_runner(backend: str) -> ChunkRunner:
     step = jax.jit(
         lambda state, batch, key: train_step(state, batch_to_float(batch), key),
         donate_argnums=0,
+        out_shardings=out_shardings,
     )
 
     def run_loop(state, batches, key, on_step=None, should_stop=None):
         per_step = []
         for index in range(jax.tree.leaves(batches)[0].shape[0]):
-            state, metrics = step(
-                state, jax.tree.map(functools.partial(_take, index=index), batches), key
-            )
+            batch = jax.tree.map(functools.partial(_take, index=index), batches)
+            with on_mesh():
+                state, metrics = step(state, batch, key)
             per_step.append(metrics)
             if on_step is not None:
                 on_step(1)

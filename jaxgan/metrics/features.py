@@ -20,13 +20,15 @@ The statistics and distances computed on these features live in `frechet`, `mmd`
 from __future__ import annotations
 
 import numbers
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import tqdm
+
+from jaxgan import sharding
 
 # Side of the square input of the FID Inception network.
 INCEPTION_SIZE = 299
@@ -205,6 +207,72 @@ def _validate_positive_int(value: Any, name: str) -> int:
     return int(value)
 
 
+def feature_batches(
+    images: Any,
+    batch_size: int = 250,
+    *,
+    feature_fn: FeatureFn | None = None,
+    progress: bool = False,
+    dtype: Any = jnp.float32,
+    resize: str = "half_pixel",
+    should_stop: StopFn | None = None,
+    mesh: jax.sharding.Mesh | None = None,
+) -> Iterator[np.ndarray]:
+    """The pool3 features of images with the FID protocol, one batch at a time, in order.
+
+    Takes the arguments of `inception_features` and checks them before it returns; the
+    iterator yields float32 [b, D] host arrays whose rows follow the images. Only one batch
+    of features is held at a time, so statistics accumulated from it
+    (`jaxgan.metrics.frechet.StreamingStatistics`) need the same memory for any N.
+    """
+    batch_size = _validate_positive_int(batch_size, "batch_size")
+    check_resize(resize)
+    images_uint8 = to_uint8(images)
+    if feature_fn is None:
+        from jaxgan.metrics import inception
+
+        feature_fn = inception.pool3_fn(dtype=dtype)
+    mesh = sharding.data_mesh() if mesh is None else mesh
+    num_images = len(images_uint8)
+    # Every device takes an equal share: the batch is padded up to a multiple of the mesh.
+    num_devices = mesh.devices.size
+    batch_size = -(-min(batch_size, num_images) // num_devices) * num_devices
+
+    def fetch(device_features: jax.Array, num_valid: int) -> np.ndarray:
+        features = sharding.to_host(device_features).astype(np.float32, copy=False)
+        if features.ndim != 2 or features.shape[0] != batch_size:
+            raise ValueError(
+                f"feature_fn returned shape {features.shape} for a batch of {batch_size} images; "
+                f"expected [{batch_size}, D]"
+            )
+        return features[:num_valid]
+
+    def generate() -> Iterator[np.ndarray]:
+        pending = None
+        with tqdm.tqdm(
+            total=num_images, disable=not progress, unit="img", desc="Inception features"
+        ) as progress_bar:
+            for start in range(0, num_images, batch_size):
+                check_stop(should_stop, f"Inception features (image {start} of {num_images})")
+                batch = images_uint8[start : start + batch_size]
+                num_valid = len(batch)
+                if num_valid < batch_size:
+                    padding = np.zeros((batch_size - num_valid,) + batch.shape[1:], np.uint8)
+                    batch = np.concatenate([batch, padding])
+                # Split over the mesh's devices; jit follows that sharding through both steps.
+                device_batch = sharding.put_batch(batch, mesh)
+                # Dispatch is asynchronous: fetching the previous batch overlaps with this one.
+                device_features = feature_fn(_jitted_preprocess(device_batch, resize=resize))
+                if pending is not None:
+                    yield fetch(*pending)
+                    progress_bar.update(pending[1])
+                pending = (device_features, num_valid)
+            yield fetch(*pending)
+            progress_bar.update(pending[1])
+
+    return generate()
+
+
 def inception_features(
     images: Any,
     batch_size: int = 250,
@@ -214,26 +282,31 @@ def inception_features(
     dtype: Any = jnp.float32,
     resize: str = "half_pixel",
     should_stop: StopFn | None = None,
+    mesh: jax.sharding.Mesh | None = None,
 ) -> np.ndarray:
     """Computes the pool3 features of images with the FID protocol.
 
-    Images are validated and quantised on the host (`to_uint8`) and sent to the device as uint8
-    batches, where a jitted `inception_preprocess` and then `feature_fn` run. The last batch is
-    padded to the batch size, so `feature_fn` always sees [batch_size, 299, 299, 3] and compiles
-    once.
+    Images are validated and quantised on the host (`to_uint8`) and sent to the devices as uint8
+    batches, split along the batch over `mesh` (`jaxgan.sharding.data_mesh`: every device by
+    default), where a jitted `inception_preprocess` and then `feature_fn` run. Each image's
+    features are computed alone, so they do not depend on the number of devices. The last batch
+    is padded to the batch size, so `feature_fn` always sees [batch_size, 299, 299, 3] and
+    compiles once; the batch size is rounded up to a multiple of the number of devices.
 
     Args:
         images: images accepted by `to_uint8`: uint8 or float in [-1, 1], [N, H, W] or
             [N, H, W, C] with C in {1, 3}.
-        batch_size: images per device batch; `min(batch_size, N)` is used.
-        feature_fn: maps preprocessed images [B, 299, 299, 3] float32 (a device array) to
-            features [B, D]; pass a jitted function. Defaults to the FID Inception network,
-            `jaxgan.metrics.inception.pool3_fn(dtype)`.
+        batch_size: images per (global) device batch; `min(batch_size, N)` rounded up to a
+            multiple of the mesh's devices is used.
+        feature_fn: maps preprocessed images [B, 299, 299, 3] float32 (a device array, split over
+            the mesh) to features [B, D]; pass a jitted function. Defaults to the FID Inception
+            network, `jaxgan.metrics.inception.pool3_fn(dtype)`.
         progress: show a tqdm progress bar.
         dtype: compute dtype of the default Inception network (float32, the reference, or
             bfloat16); ignored with `feature_fn`.
         resize: the bilinear resize convention, see `inception_preprocess`.
         should_stop: called before each batch; when it returns True, extraction stops.
+        mesh: the devices to split each batch over (default: all of them).
 
     Returns:
         [N, D] float32 features (D = 2048 for the Inception network).
@@ -243,47 +316,20 @@ def inception_features(
             positive integer, or `feature_fn` does not return [B, D].
         EvaluationInterrupted: `should_stop` returned True.
     """
-    batch_size = _validate_positive_int(batch_size, "batch_size")
-    check_resize(resize)
-    images_uint8 = to_uint8(images)
-    if feature_fn is None:
-        from jaxgan.metrics import inception
-
-        feature_fn = inception.pool3_fn(dtype=dtype)
-
-    num_images = len(images_uint8)
-    batch_size = min(batch_size, num_images)
-
-    def fetch(device_features: jax.Array, num_valid: int) -> np.ndarray:
-        features = np.asarray(device_features, dtype=np.float32)
-        if features.ndim != 2 or features.shape[0] != batch_size:
-            raise ValueError(
-                f"feature_fn returned shape {features.shape} for a batch of {batch_size} images; "
-                f"expected [{batch_size}, D]"
+    return np.concatenate(
+        list(
+            feature_batches(
+                images,
+                batch_size,
+                feature_fn=feature_fn,
+                progress=progress,
+                dtype=dtype,
+                resize=resize,
+                should_stop=should_stop,
+                mesh=mesh,
             )
-        return features[:num_valid]
-
-    feature_batches = []
-    pending = None
-    with tqdm.tqdm(
-        total=num_images, disable=not progress, unit="img", desc="Inception features"
-    ) as progress_bar:
-        for start in range(0, num_images, batch_size):
-            check_stop(should_stop, f"Inception features (image {start} of {num_images})")
-            batch = images_uint8[start : start + batch_size]
-            num_valid = len(batch)
-            if num_valid < batch_size:
-                padding = np.zeros((batch_size - num_valid,) + batch.shape[1:], np.uint8)
-                batch = np.concatenate([batch, padding])
-            # Dispatch is asynchronous: fetching the previous batch overlaps with this one.
-            device_features = feature_fn(_jitted_preprocess(jax.device_put(batch), resize=resize))
-            if pending is not None:
-                feature_batches.append(fetch(*pending))
-                progress_bar.update(pending[1])
-            pending = (device_features, num_valid)
-        feature_batches.append(fetch(*pending))
-        progress_bar.update(pending[1])
-    return np.concatenate(feature_batches)
+        )
+    )
 
 
 def validated_features(features: Any, name: str, min_rows: int = 1) -> np.ndarray:

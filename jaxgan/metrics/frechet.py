@@ -4,7 +4,8 @@ between them.
 
 With features from `jaxgan.metrics.features.inception_features`:
 
-6. mean and covariance are taken in float64 (`feature_statistics`);
+6. mean and covariance are taken in float64 (`feature_statistics`, or `StreamingStatistics`
+   batch by batch in memory that does not grow with N);
 7. FID = ||mu1 - mu2||^2 + Tr(S1 + S2 - 2 sqrtm(S1 S2)) with `scipy.linalg.sqrtm`
    (`frechet_distance`).
 
@@ -23,6 +24,7 @@ import warnings
 import zipfile
 from typing import Any, NamedTuple
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.linalg
@@ -32,7 +34,7 @@ from jaxgan.metrics.features import (
     POOL3_DIM,
     FeatureFn,
     StopFn,
-    inception_features,
+    feature_batches,
     validated_features,
 )
 
@@ -84,6 +86,10 @@ def warn_if_small_sample(num_real: int, num_fake: int, hint: str = "", stackleve
 def feature_statistics(features: Any) -> tuple[np.ndarray, np.ndarray]:
     """Mean and covariance of features, in float64.
 
+    Computed by `StreamingStatistics` in its fixed blocks of rows, so the result is the same,
+    to the bit, as that of the same features streamed in batches of any size (`fid`,
+    `image_statistics`), and equals `np.mean`/`np.cov` to float64 rounding.
+
     Args:
         features: [N, D] features, N >= 2.
 
@@ -93,8 +99,89 @@ def feature_statistics(features: Any) -> tuple[np.ndarray, np.ndarray]:
     Raises:
         ValueError: if `features` is not a finite [N, D] array with N >= 2.
     """
-    features = validated_features(features, "features", min_rows=2)
-    return features.mean(axis=0), np.cov(features, rowvar=False)
+    mu, sigma, _ = StreamingStatistics().update(features).result()
+    return mu, sigma
+
+
+class StreamingStatistics:
+    """Mean and covariance of features that arrive in batches, in float64 and O(D^2) memory.
+
+    Rows are folded in blocks of `BLOCK_ROWS` whatever batches they arrive in, so the result
+    is the same, to the bit, for any batch size or number of devices that produced them.
+    Each block's mean and centred scatter matrix are merged into the running ones with the
+    pairwise update of Chan, Golub & LeVeque (1979, "Updating formulae and a pairwise
+    algorithm for computing sample variances"): M2 = M2_a + M2_b + delta delta^T n_a n_b / n,
+    delta = mean_b - mean_a. Unlike a running sum of outer products this subtracts no large
+    numbers, so it agrees with `np.cov` to float64 rounding.
+
+        statistics = StreamingStatistics()
+        for features in feature_batches(images):  # jaxgan.metrics.features
+            statistics.update(features)
+        mu, sigma, n = statistics.result()
+    """
+
+    BLOCK_ROWS = 256
+
+    def __init__(self) -> None:
+        self.count = 0  # Rows added; the first `_folded` of them are in _mean and _scatter.
+        self._folded = 0
+        self._mean: np.ndarray | None = None
+        self._scatter: np.ndarray | None = None
+        self._pending: list[np.ndarray] = []
+
+    def update(self, features: Any) -> StreamingStatistics:
+        """Adds a batch of features [n, D] (n >= 1); returns self.
+
+        Raises:
+            ValueError: if `features` is not a finite [n, D] array, or D differs from that of
+                the batches before.
+        """
+        batch = validated_features(features, "features")
+        width = (self._pending or [batch])[0].shape[1] if self._mean is None else len(self._mean)
+        if batch.shape[1] != width:
+            raise ValueError(
+                f"features have {batch.shape[1]} columns, the batches before had {width}; "
+                "allowed: the same D in every batch"
+            )
+        self._pending.append(batch)
+        self.count += len(batch)
+        if self.count - self._folded >= self.BLOCK_ROWS:
+            rows = np.concatenate(self._pending)
+            whole = len(rows) // self.BLOCK_ROWS * self.BLOCK_ROWS
+            for start in range(0, whole, self.BLOCK_ROWS):
+                self._fold(rows[start : start + self.BLOCK_ROWS])
+            self._pending = [rows[whole:]] if whole < len(rows) else []
+        return self
+
+    def _fold(self, rows: np.ndarray) -> None:
+        mean = rows.mean(axis=0)
+        centred = rows - mean
+        scatter = centred.T @ centred
+        if self._mean is None:
+            self._folded, self._mean, self._scatter = len(rows), mean, scatter
+            return
+        total = self._folded + len(rows)
+        delta = mean - self._mean
+        weight = self._folded * len(rows) / total
+        self._mean = self._mean + delta * (len(rows) / total)
+        self._scatter = self._scatter + scatter + np.outer(delta, delta * weight)
+        self._folded = total
+
+    def result(self) -> FIDStatistics:
+        """FIDStatistics: mean [D], covariance [D, D] (ddof=1) and the number of rows.
+
+        The rows of an incomplete last block are folded into a copy, so more can be added.
+
+        Raises:
+            ValueError: fewer than 2 rows were added.
+        """
+        if self.count < 2:
+            raise ValueError(f"features have {self.count} rows; at least 2 are needed")
+        final = StreamingStatistics()
+        final._folded, final._mean, final._scatter = self._folded, self._mean, self._scatter
+        if self._pending:
+            final._fold(np.concatenate(self._pending))
+        return FIDStatistics(final._mean.copy(), final._scatter / (self.count - 1), self.count)
 
 
 def _sqrtm(matrix: np.ndarray) -> np.ndarray:
@@ -175,8 +262,12 @@ def image_statistics(
     dtype: Any = jnp.float32,
     resize: str = "half_pixel",
     should_stop: StopFn | None = None,
+    mesh: jax.sharding.Mesh | None = None,
 ) -> FIDStatistics:
     """FID statistics of a set of images, e.g. to cache those of the test split.
+
+    Features are accumulated batch by batch (`StreamingStatistics`), so memory does not grow
+    with the number of images beyond the images themselves.
 
     Args:
         images: N >= 2 images accepted by `to_uint8`.
@@ -186,6 +277,7 @@ def image_statistics(
         dtype: see `inception_features`.
         resize: see `inception_preprocess`.
         should_stop: see `inception_features`.
+        mesh: see `inception_features`.
 
     Returns:
         FIDStatistics of the pool3 features.
@@ -193,7 +285,8 @@ def image_statistics(
     Raises:
         ValueError: for invalid images or fewer than 2 of them.
     """
-    features = inception_features(
+    statistics = StreamingStatistics()
+    batches = feature_batches(
         images,
         batch_size,
         feature_fn=feature_fn,
@@ -201,9 +294,11 @@ def image_statistics(
         dtype=dtype,
         resize=resize,
         should_stop=should_stop,
+        mesh=mesh,
     )
-    mu, sigma = feature_statistics(features)
-    return FIDStatistics(mu, sigma, len(features))
+    for features in batches:
+        statistics.update(features)
+    return statistics.result()
 
 
 def fid(
@@ -216,6 +311,7 @@ def fid(
     dtype: Any = jnp.float32,
     resize: str = "half_pixel",
     should_stop: StopFn | None = None,
+    mesh: jax.sharding.Mesh | None = None,
 ) -> float:
     """Fréchet Inception Distance between real and generated images (Heusel et al. 2017).
 
@@ -232,6 +328,7 @@ def fid(
         dtype: see `inception_features`.
         resize: see `inception_preprocess`.
         should_stop: see `inception_features`.
+        mesh: see `inception_features`.
 
     Returns:
         FID as a Python float (lower is better).
@@ -249,6 +346,7 @@ def fid(
             dtype=dtype,
             resize=resize,
             should_stop=should_stop,
+            mesh=mesh,
         )
 
     real = real_images if isinstance(real_images, FIDStatistics) else statistics(real_images)
