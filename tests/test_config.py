@@ -246,7 +246,6 @@ def test_invalid_config_on_rerun_changes_nothing_in_the_workdir(tmp_path, nothin
     "changes, expected",
     [
         ({"batch_size": 1001}, r"config.batch_size=1001 is larger than the training set \(1000"),
-        ({"num_train_examples": 1001}, "config.num_train_examples=1001 is larger than the"),
         (
             {"batch_size": 1, "num_epochs": 2**31 - 1},
             "config.num_epochs=2147483647 gives 2147483647000 steps, more than the int32 step "
@@ -265,6 +264,18 @@ def test_dataset_dependent_refusals_come_before_compilation(
         loop.train_and_evaluate(config, tmp_path / "run")
     assert thousand_images == ["train"]
     assert not (tmp_path / "run").exists()  # A refused run creates nothing.
+
+
+def test_more_train_examples_than_the_dataset_uses_all_with_a_warning(
+    thousand_images, caplog, monkeypatch
+):
+    monkeypatch.setattr(loop, "create_state", lambda *args, **kwargs: "state")
+    monkeypatch.setattr(loop, "signature", lambda *args: {})
+    config = dcgan.get_config("smoke")
+    config.num_train_examples = 1001
+    setup = loop._set_up(config)
+    assert len(setup.train_set) == 1000
+    assert "config.num_train_examples=1001 is more than the 1000 training images" in caplog.text
 
 
 def test_typo_in_a_config_key_on_the_command_line_is_an_error(tmp_path):
