@@ -35,7 +35,7 @@ import numpy as np
 
 from benchmarks import common
 from jaxgan import train
-from jaxgan.data import load_fashion_mnist
+from jaxgan.datasets.fashion_mnist import load_fashion_mnist
 
 MODULE = "benchmarks.train_speed"
 CONFIGS = {"dcgan": "experiments.configs.dcgan", "vanilla": "experiments.configs.vanilla"}
@@ -85,7 +85,7 @@ class Timer:
 def jax_timer(config, images: np.ndarray, args: argparse.Namespace) -> Timer:
     """Times `train_epoch` (or single `train_step` calls with `--steps`) in JAX."""
     batch_size = config.batch_size
-    device_images = jax.device_put(images)
+    device_images = jax.device_put(images[..., None])  # uint8 [N, 28, 28, 1]
     base_key = jax.random.key(args.seed)
     state = train.create_state(config, jax.random.fold_in(base_key, 0))
     step_key = jax.random.fold_in(base_key, 1)
