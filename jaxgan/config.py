@@ -45,6 +45,8 @@ def base_config() -> ml_collections.ConfigDict:
     config.batch_size = 128
     config.num_epochs = 50
     config.seed = 0
+    # Many hosts: also switched on by the launcher's environment (jaxgan.sharding).
+    config.distributed = False
 
     # 0 uses the whole train split; a positive number keeps the first N images.
     config.num_train_examples = 0
@@ -134,6 +136,7 @@ _RULES = {
         f"an integer in [1, {_INT32_MAX}] (the step counter is int32)",
     ),
     "seed": (lambda v: _is_int(v) and 0 <= v < 2**32, "an integer in [0, 2**32)"),
+    "distributed": (lambda v: isinstance(v, bool), "True or False"),
     "num_train_examples": (_non_negative_int, "a non-negative integer (0 means all)"),
     "data_dir": (lambda v: isinstance(v, str), "a string path ('' for the default)"),
     "tfds_data_dir": (lambda v: isinstance(v, str), "a string path ('' for the default)"),
@@ -210,6 +213,8 @@ FIELD_HELP = {
     "batch_size": "images per step (the last incomplete batch of an epoch is dropped)",
     "num_epochs": "epochs to train",
     "seed": "same seed, same run",
+    "distributed": "one of several processes: jax.distributed.initialize() (automatic under "
+    "Slurm srun, mpirun, TPU pods and with JAX_COORDINATOR_ADDRESS)",
     "num_train_examples": "train on the first N images (0: all)",
     "data_dir": "folder with the four FashionMNIST IDX .gz files ('' : Debian's package)",
     "tfds_data_dir": "tfds's data folder ('' : ~/tensorflow_datasets)",

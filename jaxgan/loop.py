@@ -70,11 +70,12 @@ def _set_up(config: ml_collections.ConfigDict) -> _Setup:
     """Loads the data, checks the sizes against it, builds the state; writes nothing."""
     train_set = datasets.load(config, "train")
     if config.num_train_examples > len(train_set):
-        raise ValueError(
-            f"config.num_train_examples={config.num_train_examples} is larger than the "
-            f"training set ({len(train_set)} images); allowed: 0 (all) to {len(train_set)}"
-        )
-    if config.num_train_examples:
+        # A :smoke config's subset on a small dataset: all of it, said once.
+        log.warning(
+            "config.num_train_examples=%d is more than the %d training images of %s; "
+            "using all of them", config.num_train_examples, len(train_set), train_set.info.name,
+        )  # fmt: skip
+    elif config.num_train_examples:
         count = config.num_train_examples
         train_set = dataclasses.replace(
             train_set, images=train_set.images[:count], labels=train_set.labels[:count]
@@ -130,20 +131,29 @@ def train_and_evaluate(
       FileNotFoundError: the workdir disappeared during training.
     """
     config_lib.validate_config(config)
+    sharding.initialize_distributed(config.distributed)
     path = workdir_lib.check_writable(workdir)
     setup = _set_up(config)
-    workdir_lib.prepare(path)
-    with workdir_lib.exclusive(path), contextlib.ExitStack() as stack:
+    # With several processes, process 0 holds the lock and writes the files; the others
+    # take part in every computation and in Orbax's saves.
+    main = sharding.is_main_process()
+    if main:
+        workdir_lib.prepare(path)
+    with (
+        workdir_lib.exclusive(path) if main else contextlib.nullcontext(),
+        contextlib.ExitStack() as stack,
+    ):
         # This run holds the workdir's lock, so unfinished saves of a killed run can go.
         checkpointer = Checkpointer(
-            path / "checkpoints", config.keep_checkpoints, remove_partial=True
+            path / "checkpoints", config.keep_checkpoints, remove_partial=main
         )
         stack.callback(checkpointer.close)
         state, meta = _resume(checkpointer, setup)
-        stack.enter_context(workdir_lib.logging_to(path))
+        outputs = stack.enter_context(sharding.outputs_folder(path))
+        stack.enter_context(workdir_lib.logging_to(outputs))
         try:
-            workdir_lib.write_json(path / "config.json", config.to_dict())
-            return _train(setup, path, checkpointer, state, meta, evaluator_factory)
+            workdir_lib.write_json(outputs / "config.json", config.to_dict())
+            return _train(setup, path, outputs, checkpointer, state, meta, evaluator_factory)
         except KeyboardInterrupt:
             raise _stopped(signal.SIGINT, "at once (a second signal)", checkpointer) from None
         except TrainingInterrupted as interrupted:
@@ -171,7 +181,9 @@ def _resume(checkpointer: Checkpointer, setup: _Setup) -> tuple[GANState, dict[s
     return state, meta
 
 
-def _train(setup: _Setup, workdir: Path, checkpointer, state, meta, evaluator_factory):
+def _train(
+    setup: _Setup, workdir: Path, outputs: Path, checkpointer, state, meta, evaluator_factory
+):
     config, info, spe = setup.config, setup.train_set.info, setup.steps_per_epoch
     total_steps = spe * config.num_epochs
     start_step = int(state.step)
@@ -190,17 +202,28 @@ def _train(setup: _Setup, workdir: Path, checkpointer, state, meta, evaluator_fa
         log.info("All %d epochs are done (step %d): only the final outputs are rewritten",
                  config.num_epochs, start_step)  # fmt: skip
     metrics_path = workdir / "metrics.jsonl"
-    records = workdir_lib.trim_metrics(metrics_path, start_step)
+    if outputs == workdir:
+        records = workdir_lib.trim_metrics(metrics_path, start_step)
+    else:  # Another process's: the same records, read only.
+        records = [r for r in workdir_lib.read_metrics(metrics_path) if r["step"] <= start_step]
 
     from tensorboardX import SummaryWriter  # Imported late: it is slow to import.
 
     seed_key = jax.random.key(config.seed)
     with contextlib.ExitStack() as stack:
         # purge_step hides the events a killed run logged after the checkpoint resumed from.
-        writer = SummaryWriter(str(workdir / "tensorboard"), purge_step=start_step + 1)
+        writer = SummaryWriter(str(outputs / "tensorboard"), purge_step=start_step + 1)
         stack.callback(writer.close)
         signals = stack.enter_context(SignalCatcher())
-        metrics_file = stack.enter_context(metrics_path.open("a"))
+        # A signal to any process stops all of them at the same step.
+        requested = sharding.agreed(signals.requested)
+
+        def stop_evaluation() -> bool:
+            if requested():
+                raise EvaluationStopped
+            return False
+
+        metrics_file = stack.enter_context((outputs / "metrics.jsonl").open("a"))
 
         def save(state, epoch, epoch_record=None, **mid_epoch) -> int:
             """Saves `state` after `epoch` completed epochs, refusing NaN/Inf."""
@@ -222,7 +245,7 @@ def _train(setup: _Setup, workdir: Path, checkpointer, state, meta, evaluator_fa
             state, info, jax.random.fold_in(seed_key, _SAMPLES)
         )
         samples = periodic.WriteSamples(
-            config.sample_every, workdir, latents, labels, writer, columns,
+            config.sample_every, outputs, latents, labels, writer, columns,
             row_labels=info.class_names if labels is not None else None,
         )  # fmt: skip
         evaluate = None
@@ -231,11 +254,11 @@ def _train(setup: _Setup, workdir: Path, checkpointer, state, meta, evaluator_fa
                 config.eval_every,
                 _make_evaluator(evaluator_factory, config),
                 jax.random.fold_in(seed_key, _EVAL),
-                signals.stop_evaluation,
+                stop_evaluation,
             )
         after_checkpoint = [a for a in (evaluate,) if a is not None] + [
             periodic.LogEpoch(metrics_file, writer, config.num_epochs),
-            periodic.DrawCurves(workdir / "curves.png", records),
+            periodic.DrawCurves(outputs / "curves.png", records),
         ]
 
         def finish_epoch(end: periodic.EpochEnd, *, with_samples: bool = True) -> None:
@@ -282,9 +305,7 @@ def _train(setup: _Setup, workdir: Path, checkpointer, state, meta, evaluator_fa
                 while position < spe:
                     end = min(position + config.log_every_steps, spe)
                     chunk_batches = slice_batches(batches, position, end)
-                    state, chunk = run_steps(
-                        state, chunk_batches, step_key, bar.update, signals.requested
-                    )
+                    state, chunk = run_steps(state, chunk_batches, step_key, bar.update, requested)
                     problem = _first_non_finite(chunk, epoch * spe + position)
                     if problem:
                         raise NonFiniteLossError(
@@ -296,7 +317,7 @@ def _train(setup: _Setup, workdir: Path, checkpointer, state, meta, evaluator_fa
                     position += len(next(iter(chunk.values())))
                     progress.report(bar, epoch, position, spe, int(state.step), chunk)
                     # At the epoch's end the epoch is finished first (metrics, samples).
-                    if signals.requested() and position < spe:
+                    if requested() and position < spe:
                         step = save(
                             state, epoch,
                             epoch_step_metrics={k: np.concatenate(v).tolist()
@@ -321,11 +342,11 @@ def _train(setup: _Setup, workdir: Path, checkpointer, state, meta, evaluator_fa
             is_last = epoch + 1 == config.num_epochs
             finish_epoch(periodic.EpochEnd(state, epoch + 1, is_last, record))
             # After the last epoch only the final outputs remain: finish them instead.
-            if signals.requested() and not is_last:
+            if requested() and not is_last:
                 where = f"after epoch {epoch + 1} (step {int(state.step)})"
                 raise _stopped(signals.signum, where, checkpointer)
 
-        _write_final_outputs(state, workdir, info, samples, evaluate, spe)
+        _write_final_outputs(state, workdir, outputs, info, samples, evaluate, spe)
         log.info("Done: %d steps; outputs in %s", int(state.step), workdir)
         return state
 
@@ -376,14 +397,14 @@ def _finish_interrupted_epoch(state, meta, records, spe, num_epochs, finish_epoc
     finish_epoch(end, with_samples=False)
 
 
-def _write_final_outputs(state, workdir: Path, info, samples, evaluate, spe: int) -> None:
+def _write_final_outputs(state, workdir: Path, outputs: Path, info, samples, evaluate, spe):
     workdir_lib.check_exists(workdir, int(state.step))
     final_name = "fashion_mnist_samples.png" if info.name == "fashion_mnist" else "samples.png"
-    images.save_png(workdir / final_name, samples.grid(state), scale=2)
+    images.save_png(outputs / final_name, samples.grid(state), scale=2)
     if evaluate is None:
         return
-    report = workdir / "fid_result.txt"
-    if not evaluate.results and not report.exists():
+    report = outputs / "fid_result.txt"
+    if not evaluate.results and not (workdir / report.name).exists():
         # Finished earlier, but stopped before the report was written.
         end = periodic.EpochEnd(state, int(state.step) // spe, True, {})
         evaluate(end)
@@ -409,7 +430,8 @@ def _non_finite_arrays(state: GANState) -> list[str]:
     ]
 
 
-def _stopped(signum: int, where: str, checkpointer: Checkpointer) -> TrainingInterrupted:
+def _stopped(signum: int | None, where: str, checkpointer: Checkpointer) -> TrainingInterrupted:
+    signum = signum or signal.SIGTERM  # None: the signal reached another process.
     step = _latest_on_disk(checkpointer.directory)
     kept = (
         f"the latest checkpoint is {checkpointer.directory / str(step)}. Run the same "
