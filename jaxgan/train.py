@@ -20,6 +20,7 @@ import numpy as np
 import optax
 from flax import struct
 
+from jaxgan import sharding
 from jaxgan.models import build_from_config
 from jaxgan.models.dcgan import SPECTRAL_COLLECTION
 from jaxgan.objectives import CriticInputs, NonSaturating, Objective, build_objective
@@ -276,13 +277,14 @@ def train_step(state: GANState, batch: Batch, key: jax.Array) -> tuple[GANState,
 
     for extra in range(state.objective.d_steps - 1):
         keys = jax.random.split(jax.random.fold_in(step_key, extra + 1), 4)
-        latents = jax.random.normal(keys[0], latent_shape, jnp.float32)
+        latents = sharding.split_batch(jax.random.normal(keys[0], latent_shape, jnp.float32))
         fake_images, g_batch_stats = _apply_g(
             state, state.g_params, g_batch_stats, latents, labels, keys[0]
         )
         d, _ = _d_update(state, d, real_images, fake_images, labels, keys[1:])
 
-    latents = jax.random.normal(latent_key, latent_shape, jnp.float32)
+    # Latents drawn here get no input sharding: split them over the mesh like the batch.
+    latents = sharding.split_batch(jax.random.normal(latent_key, latent_shape, jnp.float32))
 
     def g_forward(g_params):
         return _apply_g(state, g_params, g_batch_stats, latents, labels, latent_key)

@@ -85,12 +85,12 @@ if on_colab; then
   ACCELERATOR=colab
   PY="$PYTHON"
   # Colab brings TensorFlow, so the `prepare` extra is not needed.
-  EXTRAS="test,tools"
+  EXTRAS="test,tools,serve"
   STAMP="$("$PY" -c 'import sys; print(sys.prefix)')/.jaxgan-setup"
   CONSTRAINTS="$("$PY" -m pip list --format=freeze 2>/dev/null | grep -iE "$PINNED_ON_COLAB" || true)"
 else
   PY="$VENV/bin/python"
-  EXTRAS="prepare,test,tools"
+  EXTRAS="prepare,test,tools,serve"
   [ "$ACCELERATOR" != cpu ] && EXTRAS="$EXTRAS,$ACCELERATOR"
   STAMP="$VENV/.jaxgan-setup"
   CONSTRAINTS=""
