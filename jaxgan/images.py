@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+
+from jaxgan.fileio import atomic_output
 
 # Black pixels left and right of a row label in `make_labelled_grid`.
 LABEL_MARGIN = 4
@@ -103,7 +104,6 @@ def make_labelled_grid(
 def save_png(path: str | os.PathLike, image: np.ndarray, scale: int = 1) -> Path:
     """Writes a uint8 [H, W] / [H, W, 1|3] image as PNG, atomically, upscaled by `scale`."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if image.ndim == 3 and image.shape[-1] == 1:
         image = image[..., 0]
     picture = Image.fromarray(image)
@@ -111,7 +111,6 @@ def save_png(path: str | os.PathLike, image: np.ndarray, scale: int = 1) -> Path
         picture = picture.resize(
             (picture.width * scale, picture.height * scale), Image.Resampling.NEAREST
         )
-    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".png.tmp", delete=False) as tmp:
-        picture.save(tmp, format="PNG")
-    os.replace(tmp.name, path)
+    with atomic_output(path, "wb") as handle:
+        picture.save(handle, format="PNG")
     return path

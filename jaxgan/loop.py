@@ -43,6 +43,9 @@ from jaxgan.signals import (
     NonFiniteLossError,
     SignalCatcher,
     TrainingInterrupted,
+    kept_message,
+    non_finite_arrays,
+    stopped,
 )
 from jaxgan.train import GANState, count_params, create_state, split_epoch_key
 
@@ -155,7 +158,7 @@ def train_and_evaluate(
             workdir_lib.write_json(outputs / "config.json", config.to_dict())
             return _train(setup, path, outputs, checkpointer, state, meta, evaluator_factory)
         except KeyboardInterrupt:
-            raise _stopped(signal.SIGINT, "at once (a second signal)", checkpointer) from None
+            raise stopped(signal.SIGINT, "at once (a second signal)", checkpointer) from None
         except TrainingInterrupted as interrupted:
             log.warning("%s", interrupted)
             raise
@@ -229,11 +232,11 @@ def _train(
             """Saves `state` after `epoch` completed epochs, refusing NaN/Inf."""
             step = int(state.step)
             workdir_lib.check_exists(workdir, step)
-            bad = _non_finite_arrays(state)
+            bad = non_finite_arrays(state)
             if bad:
                 raise NonFiniteLossError(
                     f"Training diverged: {', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''} "
-                    f"hold NaN/Inf at step {step}. {_kept_message(checkpointer)}"
+                    f"hold NaN/Inf at step {step}. {kept_message(checkpointer)}"
                 )
             meta = {"epoch": epoch, "steps_per_epoch": spe, "signature": setup.signature,
                     "dataset_info": info.to_dict(), **mid_epoch}  # fmt: skip
@@ -278,7 +281,7 @@ def _train(
                         action(end)
             except EvaluationStopped:
                 where = f"during the evaluation after epoch {end.epoch}"
-                raise _stopped(signals.signum, where, checkpointer) from None
+                raise stopped(signals.signum, where, checkpointer) from None
 
         _finish_interrupted_epoch(state, meta, records, spe, config.num_epochs, finish_epoch)
         progress = Progress(config, total_steps, start_step)
@@ -310,7 +313,7 @@ def _train(
                     if problem:
                         raise NonFiniteLossError(
                             f"Training diverged: {problem} (epoch {epoch + 1}). "
-                            f"{_kept_message(checkpointer)}"
+                            f"{kept_message(checkpointer)}"
                         )
                     for name, values in chunk.items():
                         step_metrics.setdefault(name, []).append(values)
@@ -325,7 +328,7 @@ def _train(
                             epoch_seconds_so_far=time.time() - epoch_start,
                         )  # fmt: skip
                         where = f"at step {step} (epoch {epoch + 1}, {position}/{spe} steps)"
-                        raise _stopped(signals.signum, where, checkpointer)
+                        raise stopped(signals.signum, where, checkpointer)
             meta = {}
             record = {
                 "epoch": epoch + 1,
@@ -344,7 +347,7 @@ def _train(
             # After the last epoch only the final outputs remain: finish them instead.
             if requested() and not is_last:
                 where = f"after epoch {epoch + 1} (step {int(state.step)})"
-                raise _stopped(signals.signum, where, checkpointer)
+                raise stopped(signals.signum, where, checkpointer)
 
         _write_final_outputs(state, workdir, outputs, info, samples, evaluate, spe)
         log.info("Done: %d steps; outputs in %s", int(state.step), workdir)
@@ -418,44 +421,3 @@ def _first_non_finite(chunk_metrics: dict[str, np.ndarray], first_step: int) -> 
         if bad.size:
             return f"{name}={values[bad[0]]} at step {first_step + int(bad[0]) + 1}"
     return None
-
-
-def _non_finite_arrays(state: GANState) -> list[str]:
-    """Paths of the state's float arrays that hold a NaN or Inf."""
-    leaves = jax.tree_util.tree_flatten_with_path(jax.device_get(state))[0]
-    return [
-        jax.tree_util.keystr(path)
-        for path, leaf in leaves
-        if np.issubdtype(np.asarray(leaf).dtype, np.inexact) and not np.isfinite(leaf).all()
-    ]
-
-
-def _stopped(signum: int | None, where: str, checkpointer: Checkpointer) -> TrainingInterrupted:
-    signum = signum or signal.SIGTERM  # None: the signal reached another process.
-    step = _latest_on_disk(checkpointer.directory)
-    kept = (
-        f"the latest checkpoint is {checkpointer.directory / str(step)}. Run the same "
-        f"command again to resume from step {step}."
-        if step is not None
-        else "no checkpoint had been saved yet."
-    )
-    return TrainingInterrupted(signum, f"Stopped by {signal.Signals(signum).name} {where}; {kept}")
-
-
-def _latest_on_disk(directory: Path) -> int | None:
-    """The newest complete checkpoint's step, read from the folder names alone."""
-    steps = [int(p.name) for p in directory.glob("*") if p.is_dir() and p.name.isdigit()]
-    return max(steps, default=None)
-
-
-def _kept_message(checkpointer: Checkpointer) -> str:
-    last = checkpointer.latest_step()
-    kept = (
-        f"Nothing of it was saved: the latest checkpoint is still step {last}."
-        if last is not None
-        else "No checkpoint had been saved yet."
-    )
-    return (
-        f"{kept} Lower learning_rate or change the seed, then run again (with a new "
-        "learning_rate the run resumes from the latest checkpoint)."
-    )

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import logging
 import signal
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
 
 log = logging.getLogger("jaxgan")
 
@@ -61,3 +66,46 @@ class SignalCatcher:
     def __exit__(self, *exc):
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
+
+
+def non_finite_arrays(state: Any) -> list[str]:
+    """Paths of the state's float arrays that hold a NaN or Inf."""
+    leaves = jax.tree_util.tree_flatten_with_path(jax.device_get(state))[0]
+    return [
+        jax.tree_util.keystr(path)
+        for path, leaf in leaves
+        if np.issubdtype(np.asarray(leaf).dtype, np.inexact) and not np.isfinite(leaf).all()
+    ]
+
+
+def stopped(signum: int | None, where: str, checkpointer) -> TrainingInterrupted:
+    """The exception that ends an interrupted run, naming the checkpoint a rerun resumes from."""
+    signum = signum or signal.SIGTERM  # None: the signal reached another process.
+    step = latest_on_disk(checkpointer.directory)
+    kept = (
+        f"the latest checkpoint is {checkpointer.directory / str(step)}. Run the same "
+        f"command again to resume from step {step}."
+        if step is not None
+        else "no checkpoint had been saved yet."
+    )
+    return TrainingInterrupted(signum, f"Stopped by {signal.Signals(signum).name} {where}; {kept}")
+
+
+def latest_on_disk(directory: Path) -> int | None:
+    """The newest complete checkpoint's step, read from the folder names alone."""
+    steps = [int(p.name) for p in directory.glob("*") if p.is_dir() and p.name.isdigit()]
+    return max(steps, default=None)
+
+
+def kept_message(checkpointer) -> str:
+    """What a diverged run kept, and what to try next."""
+    last = checkpointer.latest_step()
+    kept = (
+        f"Nothing of it was saved: the latest checkpoint is still step {last}."
+        if last is not None
+        else "No checkpoint had been saved yet."
+    )
+    return (
+        f"{kept} Lower learning_rate or change the seed, then run again (with a new "
+        "learning_rate the run resumes from the latest checkpoint)."
+    )

@@ -98,3 +98,18 @@ def test_labelled_grid_rejects_a_count_mismatch():
     tiles = np.zeros((5, 28, 28, 1), np.uint8)
     with pytest.raises(ValueError, match="row labels"):
         images.make_labelled_grid(tiles, ["a", "b"], 3)
+
+
+def test_saved_pngs_follow_the_umask(tmp_path):
+    import os
+    import stat
+
+    from jaxgan.images import save_png
+
+    previous = os.umask(0o022)
+    try:
+        path = save_png(tmp_path / "grid.png", np.zeros((4, 4), np.uint8))
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644  # not the 0600 of a temporary file
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["grid.png"]

@@ -6,8 +6,9 @@ Variants:
   :smoke  tiny widths, one short epoch, every output written (tests; the grids are noise)
   :cpu    full widths, 5 epochs, FID at N=500: recognisable clothing on a laptop CPU
 
-Expected: after 50 epochs `fashion_mnist_samples.png` shows recognisable clothing; the
-FID measured for this config is in the README's results table.
+Expected: after 50 epochs `fashion_mnist_samples.png` shows recognisable clothing, and
+FID 24.45 ± 1.15 at N=10,000 against test[:10,000] (seeds 0-2, NVIDIA H200; README,
+"Quality").
 """
 
 from jaxgan.config import base_config, unknown_variant

@@ -21,9 +21,10 @@ Variants:
   :smoke  tiny widths, one short epoch, every output written (tests; the grids are noise)
   :cpu    full widths, 5 epochs, FID at N=500
 
-Expected: FID, KID and precision/recall to be measured with `benchmarks.quality` (the
-README's Quality table); the choice above is a judgement from the papers cited, not yet
-a measured improvement on FashionMNIST.
+Measured (NVIDIA H200, seeds 0-2, N=10,000 vs test[:10,000]): FID 25.77 ± 0.47 against
+24.45 ± 1.15 for `dcgan.py`, with higher precision (0.468 vs 0.447) and lower recall
+(0.365 vs 0.418). This choice from the papers cited is NOT an improvement on FashionMNIST
+at 50 epochs; other combinations have not been measured yet (README, "Quality").
 """
 
 from experiments.configs import dcgan
