@@ -16,7 +16,6 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from flax import struct
 
@@ -391,66 +390,26 @@ def train_epoch(
     return train_steps(state, epoch_batches(data, shuffle_key, batch_size), step_key)
 
 
-def check_labels(state: GANState, labels: Any) -> jax.Array | None:
-    """Labels for `state`'s models: None for unconditional ones, else int32 [B] in range.
-
-    Concrete labels are checked on the host; out-of-range ones are a ValueError (a
-    jitted embedding lookup would silently clamp them).
-    """
-    if not state.num_classes:
-        return None
-    if labels is None:
-        raise ValueError(
-            f"this model is class-conditional: pass labels, integers in [0, {state.num_classes})"
-        )
-    if not isinstance(labels, jax.core.Tracer):
-        values = np.asarray(labels)
-        if not np.issubdtype(values.dtype, np.integer) or (
-            values.size and (values.min() < 0 or values.max() >= state.num_classes)
-        ):
-            raise ValueError(
-                f"labels must be integers in [0, {state.num_classes}); got "
-                f"{values.dtype} values in [{values.min()}, {values.max()}]"
-            )
-    return jnp.asarray(labels, jnp.int32)
-
-
-@functools.partial(jax.jit, static_argnames="use_ema")
-def _sample(state: GANState, latents: jax.Array, labels, use_ema: bool) -> jax.Array:
-    params = state.g_ema if use_ema else state.g_params
-    variables = {"params": params, "batch_stats": state.g_batch_stats}
-    return state.generator.apply(variables, latents, labels, train=False)
-
-
-def sample(
-    state: GANState, latents: jax.Array, labels: Any = None, *, use_ema: bool = True
-) -> jax.Array:
-    """Generates images [B, H, W, C] in [-1, 1] from latents [B, latent_dim].
-
-    Runs the generator in inference mode (BatchNorm running statistics, no dropout), with
-    the EMA weights when the state has them and `use_ema`. `labels` (int [B]) select the
-    classes of a conditional model (required there); unconditional models ignore them.
-    """
-    labels = check_labels(state, labels)
-    return _sample(state, latents, labels, bool(use_ema and state.g_ema))
-
-
-@jax.jit
-def _discriminate(state: GANState, images: jax.Array, labels) -> jax.Array:
-    variables = {"params": state.d_params, "batch_stats": state.d_batch_stats}
-    if state.d_spectral:
-        variables[SPECTRAL_COLLECTION] = state.d_spectral
-    return state.discriminator.apply(variables, images, labels, train=False)
-
-
-def discriminate(state: GANState, images: jax.Array, labels: Any = None) -> jax.Array:
-    """D's logits [B] in inference mode for float images [B, H, W, C] in [-1, 1].
-
-    `labels` (int [B]) are needed by a conditional discriminator; others ignore them.
-    """
-    return _discriminate(state, images, check_labels(state, labels))
-
-
 def count_params(params: Any) -> int:
     """Total number of scalars in a parameter tree."""
     return sum(int(leaf.size) for leaf in jax.tree_util.tree_leaves(params))
+
+
+# Inference lives in its own module; these names stay importable from here.
+from jaxgan.sampling import check_labels, discriminate, sample  # noqa: E402
+
+__all__ = [
+    "GANState",
+    "batch_to_float",
+    "check_labels",
+    "count_params",
+    "create_state",
+    "discriminate",
+    "epoch_batches",
+    "images_to_float",
+    "sample",
+    "split_epoch_key",
+    "train_epoch",
+    "train_step",
+    "train_steps",
+]
