@@ -85,7 +85,9 @@ def load_image_set(path: str | Path) -> np.ndarray:
 def load_split(config, split: str) -> tuple[np.ndarray, np.ndarray, str]:
     """(uint8 images [N, H, W, C], int labels [N], name such as 'fashion_mnist:test')."""
     dataset = datasets.load(config, split)
-    return dataset.images, dataset.labels, f"{config.dataset}:{split}"
+    # Named as `Evaluator.from_dataset` names it: by the split actually loaded (a tfds
+    # dataset without a test split answers 'test' with 'train').
+    return dataset.images, dataset.labels, f"{dataset.info.name}:{dataset.split}"
 
 
 def _evaluate_workdir(

