@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 import re
 import sys
 from pathlib import Path
@@ -80,7 +81,10 @@ def _one_line(error: BaseException) -> str:
 def parse_flags(argv: list[str], *, doc: str, module: str) -> list[str]:
     """absl's parsing with a real `--help` and one-line errors instead of tracebacks."""
     if any(arg in ("-h", "--help", "--helpshort") for arg in argv[1:]):
-        print(_usage([module, *argv[1:]], doc))
+        try:
+            print(_usage([module, *argv[1:]], doc), flush=True)
+        except BrokenPipeError:  # `--help | head`: the reader has what it wanted.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(0)
     try:
         return flags.FLAGS(argv)
