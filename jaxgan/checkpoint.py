@@ -24,7 +24,7 @@ import orbax.checkpoint as ocp
 from flax import serialization
 
 from jaxgan.datasets import DatasetInfo
-from jaxgan.train import GANState
+from jaxgan.train import GANState, step_of
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,7 @@ SIGNATURE_FIELDS = {
     "conditional": False,
     "spectral_norm": False,
     "ema": False,
+    "population": 0,
 }
 
 
@@ -118,7 +119,7 @@ class Checkpointer:
 
         A checkpoint that already exists for this step is left as it is.
         """
-        step = int(jax.device_get(state.step))
+        step = step_of(state)
         if step in self.all_steps():
             return step
         tree = jax.device_get(_state_tree(state))
@@ -211,7 +212,7 @@ class Checkpointer:
 
 
 def load_run(
-    workdir: str | Path, *, step: int | None = None
+    workdir: str | Path, *, step: int | None = None, member: int | None = None
 ) -> tuple[ml_collections.ConfigDict, GANState, dict[str, Any]]:
     """The config, restored state and meta of a training workdir's checkpoint.
 
@@ -219,10 +220,17 @@ def load_run(
     the dataset: the image shape and classes come from the checkpoint's meta. Safe beside
     a running training (nothing is written or removed).
 
+    A population's workdir (`config.population = K`) holds K GANs: `member` picks one
+    (0 to K-1), whose state is returned with its own seed and learning rate in the
+    returned config.
+
     Raises:
       FileNotFoundError: `workdir` is not a training workdir.
       CheckpointError: no checkpoint, or an unusable one (the message says why).
+      ValueError: `member` is missing or out of range for a population, or given for a
+        single GAN's workdir.
     """
+    from jaxgan import population
     from jaxgan.datasets.fashion_mnist import INFO as FASHION_MNIST_INFO
     from jaxgan.train import create_state
 
@@ -231,6 +239,14 @@ def load_run(
     if not config_path.is_file():
         raise FileNotFoundError(f"{config_path} not found: is {workdir} a training workdir?")
     config = ml_collections.ConfigDict(json.loads(config_path.read_text()))
+    size = population.size(config)
+    if size and member not in range(size):
+        raise ValueError(
+            f"{workdir} holds a population of {size} GANs; pick one with member=0..{size - 1} "
+            f"(--member on the command line); got {member!r}"
+        )
+    if not size and member is not None:
+        raise ValueError(f"{workdir} holds one GAN, not a population: leave member unset")
     if not (workdir / "checkpoints").is_dir():
         raise CheckpointError(
             f"{workdir} has no checkpoints yet: a run saves one every checkpoint_every epochs"
@@ -249,14 +265,21 @@ def load_run(
             if "dataset_info" in meta
             else FASHION_MNIST_INFO
         )
-        template = jax.eval_shape(
-            lambda key: create_state(
-                config, key, image_shape=info.image_shape, num_classes=info.num_classes
-            ),
-            jax.random.key(0),
-        )
+        shapes = {"image_shape": info.image_shape, "num_classes": info.num_classes}
+        if size:
+            template = jax.eval_shape(
+                lambda keys: population.create(config, list(keys), [0.0] * size, **shapes),
+                jax.random.split(jax.random.key(0), size),
+            )
+        else:
+            template = jax.eval_shape(
+                lambda key: create_state(config, key, **shapes), jax.random.key(0)
+            )
         state, meta = checkpointer.restore(template, signature(config, info), step)
     finally:
         checkpointer.close()
     meta.setdefault("dataset_info", info.to_dict())
+    if size:
+        config = population.member_config(config, member)
+        state = population.member(state, member)
     return config, state, meta

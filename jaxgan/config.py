@@ -45,6 +45,9 @@ def base_config() -> ml_collections.ConfigDict:
     config.batch_size = 128
     config.num_epochs = 50
     config.seed = 0
+    # K > 0 trains K GANs (seeds seed..seed+K-1) as one vmapped program (jaxgan.population).
+    config.population = 0
+    config.population_learning_rates = ()
     # Many hosts: also switched on by the launcher's environment (jaxgan.sharding).
     config.distributed = False
 
@@ -68,6 +71,7 @@ def base_config() -> ml_collections.ConfigDict:
 
 
 _INT32_MAX = 2**31 - 1  # The step counter is int32.
+_MAX_POPULATION = 1024
 
 
 def _is_int(value) -> bool:
@@ -136,6 +140,18 @@ _RULES = {
         f"an integer in [1, {_INT32_MAX}] (the step counter is int32)",
     ),
     "seed": (lambda v: _is_int(v) and 0 <= v < 2**32, "an integer in [0, 2**32)"),
+    "population": (
+        lambda v: _is_int(v) and 0 <= v <= _MAX_POPULATION,
+        f"0 (one GAN) or an integer in [1, {_MAX_POPULATION}] (GANs trained as one program)",
+    ),
+    "population_learning_rates": (
+        lambda v: (
+            isinstance(v, tuple | list)
+            and all(_is_real(r) and math.isfinite(r) and r > 0 for r in v)
+        ),
+        "() (every member uses learning_rate) or a tuple of positive finite numbers, one "
+        "per member",
+    ),
     "distributed": (lambda v: isinstance(v, bool), "True or False"),
     "num_train_examples": (_non_negative_int, "a non-negative integer (0 means all)"),
     "data_dir": (lambda v: isinstance(v, str), "a string path ('' for the default)"),
@@ -166,8 +182,28 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
             problems.append(f"config.{field} is missing; allowed: {allowed}")
         elif not is_valid(config[field]):
             problems.append(f"config.{field}={config[field]!r} is invalid; allowed: {allowed}")
+    if not problems:
+        problems = _population_problems(config)
     if problems:
         raise ValueError("Invalid config:\n  " + "\n  ".join(problems))
+
+
+def _population_problems(config: ml_collections.ConfigDict) -> list[str]:
+    """What is wrong between the population fields and the others (each valid alone)."""
+    size, rates = config.population, tuple(config.population_learning_rates)
+    problems = []
+    if rates and len(rates) != size:
+        problems.append(
+            f"config.population_learning_rates has {len(rates)} values but "
+            f"config.population={size}; allowed: () or exactly {size} values"
+            + ("" if size else " (set config.population to use it)")
+        )
+    if size and config.seed + size > 2**32:
+        problems.append(
+            f"config.seed={config.seed} with config.population={size} needs seeds up to "
+            f"{config.seed + size - 1}; allowed: seed + population <= 2**32"
+        )
+    return problems
 
 
 def unknown_variant(path: str, variant: str, variants: tuple[str, ...]) -> ValueError:
@@ -213,6 +249,8 @@ FIELD_HELP = {
     "batch_size": "images per step (the last incomplete batch of an epoch is dropped)",
     "num_epochs": "epochs to train",
     "seed": "same seed, same run",
+    "population": "K > 0: train K GANs as one vmapped program, member i with seed + i",
+    "population_learning_rates": "one learning rate per member, () for learning_rate",
     "distributed": "one of several processes: jax.distributed.initialize() (automatic under "
     "Slurm srun, mpirun, TPU pods and with JAX_COORDINATOR_ADDRESS)",
     "num_train_examples": "train on the first N images (0: all)",

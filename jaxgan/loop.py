@@ -34,7 +34,7 @@ import ml_collections
 import numpy as np
 
 from jaxgan import config as config_lib
-from jaxgan import datasets, images, periodic, sharding
+from jaxgan import datasets, images, periodic, population, sharding
 from jaxgan import workdir as workdir_lib
 from jaxgan.checkpoint import Checkpointer, CheckpointError, signature
 from jaxgan.runner import Progress, make_chunk_runner, slice_batches
@@ -47,7 +47,7 @@ from jaxgan.signals import (
     non_finite_arrays,
     stopped,
 )
-from jaxgan.train import GANState, count_params, create_state, split_epoch_key
+from jaxgan.train import GANState, count_params, create_state, split_epoch_key, step_of
 
 log = logging.getLogger("jaxgan")
 
@@ -94,12 +94,14 @@ def _set_up(config: ml_collections.ConfigDict) -> _Setup:
             f"{_MAX_STEPS // steps_per_epoch} epochs of {steps_per_epoch} steps"
         )
     info = train_set.info
-    state = create_state(
-        config,
-        jax.random.fold_in(jax.random.key(config.seed), _INIT),
-        image_shape=info.image_shape,
-        num_classes=info.num_classes,
-    )
+    shapes = {"image_shape": info.image_shape, "num_classes": info.num_classes}
+    if population.size(config):
+        keys = [jax.random.fold_in(jax.random.key(s), _INIT) for s in population.seeds(config)]
+        state = population.create(config, keys, population.learning_rates(config), **shapes)
+    else:
+        state = create_state(
+            config, jax.random.fold_in(jax.random.key(config.seed), _INIT), **shapes
+        )
     return _Setup(config, train_set, state, steps_per_epoch, signature(config, info), mesh)
 
 
@@ -172,7 +174,9 @@ def _resume(checkpointer: Checkpointer, setup: _Setup) -> tuple[GANState, dict[s
     if checkpointer.latest_step() is None:
         return setup.state, {}
     state, meta = checkpointer.restore(setup.state, setup.signature)
-    step = int(state.step)
+    if population.size(setup.config):  # As for one GAN, the config's learning rates apply.
+        state = population.with_learning_rates(state, population.learning_rates(setup.config))
+    step = step_of(state)
     if step and meta.get("steps_per_epoch") != setup.steps_per_epoch:
         # Epoch boundaries and each epoch's shuffle would move: refuse rather than guess.
         raise CheckpointError(
@@ -189,16 +193,24 @@ def _train(
 ):
     config, info, spe = setup.config, setup.train_set.info, setup.steps_per_epoch
     total_steps = spe * config.num_epochs
-    start_step = int(state.step)
+    start_step = step_of(state)
     state = sharding.replicate(state, setup.mesh)
+    members = population.size(config)
+    one = population.member(state, 0) if members else state
     log.info(
         "%s on %s %s, %d classes: generator %s parameters, discriminator %s parameters; "
         "loss %s; %d steps per epoch (batch %d, %d images), %d epochs, dtype %s; mesh: %s",
         config.model, info.name, "x".join(map(str, info.image_shape)), info.num_classes,
-        f"{count_params(state.g_params):,}", f"{count_params(state.d_params):,}", config.loss,
+        f"{count_params(one.g_params):,}", f"{count_params(one.d_params):,}", config.loss,
         spe, config.batch_size, len(setup.train_set), config.num_epochs, config.dtype,
         sharding.describe(setup.mesh),
     )  # fmt: skip
+    if members:
+        seeds, rates = population.seeds(config), population.learning_rates(config)
+        log.info(
+            "population: %d GANs in one program, seeds %d..%d, learning rates %s",
+            members, seeds[0], seeds[-1], " ".join(f"{r:g}" for r in rates),
+        )  # fmt: skip
     if start_step:
         log.info("Resumed from %s at step %d", checkpointer.directory / str(start_step), start_step)
     if start_step >= total_steps:
@@ -212,7 +224,15 @@ def _train(
 
     from tensorboardX import SummaryWriter  # Imported late: it is slow to import.
 
-    seed_key = jax.random.key(config.seed)
+    if members:  # One key per member, each as its own single run would have it.
+        seed_key, fold_in = population.seed_keys(population.seeds(config)), population.fold_in
+        split_keys = jax.vmap(split_epoch_key)
+    else:
+        seed_key, fold_in, split_keys = (
+            jax.random.key(config.seed),
+            jax.random.fold_in,
+            split_epoch_key,
+        )
     with contextlib.ExitStack() as stack:
         # purge_step hides the events a killed run logged after the checkpoint resumed from.
         writer = SummaryWriter(str(outputs / "tensorboard"), purge_step=start_step + 1)
@@ -230,7 +250,7 @@ def _train(
 
         def save(state, epoch, epoch_record=None, **mid_epoch) -> int:
             """Saves `state` after `epoch` completed epochs, refusing NaN/Inf."""
-            step = int(state.step)
+            step = step_of(state)
             workdir_lib.check_exists(workdir, step)
             bad = non_finite_arrays(state)
             if bad:
@@ -244,19 +264,17 @@ def _train(
                 meta["epoch_record"] = epoch_record
             return checkpointer.save(state, meta)
 
-        latents, labels, columns = _sample_inputs(
-            state, info, jax.random.fold_in(seed_key, _SAMPLES)
-        )
-        samples = periodic.WriteSamples(
-            config.sample_every, outputs, latents, labels, writer, columns,
-            row_labels=info.class_names if labels is not None else None,
-        )  # fmt: skip
+        sample_keys = fold_in(seed_key, _SAMPLES)
+        samples = [
+            _write_samples(config, outputs, writer, one, info, key, member)
+            for member, key in (enumerate(sample_keys) if members else [(None, sample_keys)])
+        ]
         evaluate = None
         if config.eval_every:
             evaluate = periodic.Evaluate(
                 config.eval_every,
                 _make_evaluator(evaluator_factory, config),
-                jax.random.fold_in(seed_key, _EVAL),
+                fold_in(seed_key, _EVAL),
                 stop_evaluation,
             )
         after_checkpoint = [a for a in (evaluate,) if a is not None] + [
@@ -266,8 +284,9 @@ def _train(
 
         def finish_epoch(end: periodic.EpochEnd, *, with_samples: bool = True) -> None:
             """The end-of-epoch actions, the checkpoint before any evaluation."""
-            if with_samples and samples.due(end.epoch, end.is_last):
-                samples(end)
+            for action in samples if with_samples else ():
+                if action.due(end.epoch, end.is_last):
+                    action(end)
             needs_eval = evaluate is not None and evaluate.due(end.epoch, end.is_last)
             if (
                 needs_eval
@@ -285,18 +304,18 @@ def _train(
 
         _finish_interrupted_epoch(state, meta, records, spe, config.num_epochs, finish_epoch)
         progress = Progress(config, total_steps, start_step)
-        run_steps = make_chunk_runner(jax.default_backend(), setup.mesh)
+        run_steps = make_chunk_runner(jax.default_backend(), setup.mesh, members=bool(members))
         load_epoch = sharding.EpochLoader(
             {"image": setup.train_set.images, "label": setup.train_set.labels},
             setup.mesh,
             config.batch_size,
         )
-        train_key = jax.random.fold_in(seed_key, _TRAIN)
-        for epoch in range(int(state.step) // spe, config.num_epochs):
-            position = int(state.step) - epoch * spe
+        train_key = fold_in(seed_key, _TRAIN)
+        for epoch in range(step_of(state) // spe, config.num_epochs):
+            position = step_of(state) - epoch * spe
             resumed = position > 0
             epoch_start = time.time() - (meta.get("epoch_seconds_so_far", 0.0) if resumed else 0.0)
-            shuffle_key, step_key = split_epoch_key(jax.random.fold_in(train_key, epoch))
+            shuffle_key, step_key = split_keys(fold_in(train_key, epoch))
             batches = load_epoch(shuffle_key)
             step_metrics: dict[str, list[np.ndarray]] = {
                 name: [np.asarray(values, np.float32)]
@@ -318,7 +337,7 @@ def _train(
                     for name, values in chunk.items():
                         step_metrics.setdefault(name, []).append(values)
                     position += len(next(iter(chunk.values())))
-                    progress.report(bar, epoch, position, spe, int(state.step), chunk)
+                    progress.report(bar, epoch, position, spe, step_of(state), chunk)
                     # At the epoch's end the epoch is finished first (metrics, samples).
                     if requested() and position < spe:
                         step = save(
@@ -330,27 +349,31 @@ def _train(
                         where = f"at step {step} (epoch {epoch + 1}, {position}/{spe} steps)"
                         raise stopped(signals.signum, where, checkpointer)
             meta = {}
+            epoch_metrics = {k: np.concatenate(step_metrics[k]) for k in _ordered(step_metrics)}
             record = {
                 "epoch": epoch + 1,
-                "step": int(state.step),
+                "step": step_of(state),
                 "epoch_seconds": round(time.time() - epoch_start, 3),
-                **{
-                    k: float(np.mean(np.concatenate(step_metrics[k])))
-                    for k in _ordered(step_metrics)
-                },
+                **{k: float(np.mean(v)) for k, v in epoch_metrics.items()},  # Members' mean.
             }
+            if members:  # Each member's means over the epoch's steps.
+                periodic.add_member_scalars(
+                    record,
+                    [{k: float(v[:, i].mean()) for k, v in epoch_metrics.items()}
+                     for i in range(members)],
+                )  # fmt: skip
             if resumed:
                 record["resumed"] = True
-            workdir_lib.check_exists(workdir, int(state.step))
+            workdir_lib.check_exists(workdir, step_of(state))
             is_last = epoch + 1 == config.num_epochs
             finish_epoch(periodic.EpochEnd(state, epoch + 1, is_last, record))
             # After the last epoch only the final outputs remain: finish them instead.
             if requested() and not is_last:
-                where = f"after epoch {epoch + 1} (step {int(state.step)})"
+                where = f"after epoch {epoch + 1} (step {step_of(state)})"
                 raise stopped(signals.signum, where, checkpointer)
 
         _write_final_outputs(state, workdir, outputs, info, samples, evaluate, spe)
-        log.info("Done: %d steps; outputs in %s", int(state.step), workdir)
+        log.info("Done: %d steps; outputs in %s", step_of(state), workdir)
         return state
 
 
@@ -367,6 +390,15 @@ def _sample_inputs(state: GANState, info, key: jax.Array):
     latents = jax.random.normal(key, (columns, state.latent_dim))
     labels = np.repeat(np.arange(state.num_classes, dtype=np.int32), columns)
     return jax.numpy.tile(latents, (state.num_classes, 1)), labels, columns
+
+
+def _write_samples(config, outputs, writer, state, info, key, member) -> periodic.WriteSamples:
+    """The grid action of one GAN, or of member `member` of a population."""
+    latents, labels, columns = _sample_inputs(state, info, key)
+    return periodic.WriteSamples(
+        config.sample_every, outputs, latents, labels, writer, columns,
+        row_labels=info.class_names if labels is not None else None, member=member,
+    )  # fmt: skip
 
 
 def _make_evaluator(evaluator_factory, config):
@@ -386,7 +418,7 @@ def _make_evaluator(evaluator_factory, config):
 
 def _finish_interrupted_epoch(state, meta, records, spe, num_epochs, finish_epoch) -> None:
     """Evaluates and logs the epoch of the checkpoint resumed from, if that was cut short."""
-    step = int(state.step)
+    step = step_of(state)
     record = meta.get("epoch_record")
     if not record or step % spe or any(r.get("step") == step for r in records):
         return
@@ -396,23 +428,27 @@ def _finish_interrupted_epoch(state, meta, records, spe, num_epochs, finish_epoc
 
 
 def _write_final_outputs(state, workdir: Path, outputs: Path, info, samples, evaluate, spe):
-    workdir_lib.check_exists(workdir, int(state.step))
-    final_name = "fashion_mnist_samples.png" if info.name == "fashion_mnist" else "samples.png"
-    images.save_png(outputs / final_name, samples.grid(state), scale=2)
+    workdir_lib.check_exists(workdir, step_of(state))
+    stem = "fashion_mnist_samples" if info.name == "fashion_mnist" else "samples"
+    for action in samples:
+        images.save_png(outputs / f"{stem}{action.suffix}.png", action.grid(state), scale=2)
     if evaluate is None:
         return
     report = outputs / "fid_result.txt"
     if not evaluate.results and not (workdir / report.name).exists():
         # Finished earlier, but stopped before the report was written.
-        end = periodic.EpochEnd(state, int(state.step) // spe, True, {})
+        end = periodic.EpochEnd(state, step_of(state) // spe, True, {})
         evaluate(end)
     if evaluate.results:
-        evaluate.evaluator.write_report(evaluate.results, report)
+        evaluate.write_report(report)
 
 
 def _first_non_finite(chunk_metrics: dict[str, np.ndarray], first_step: int) -> str | None:
+    """The first NaN/Inf of a chunk's metrics ([S], or [S, K] for a population), in words."""
     for name, values in sorted(chunk_metrics.items()):
-        bad = np.flatnonzero(~np.isfinite(values))
+        bad = np.argwhere(~np.isfinite(values))
         if bad.size:
-            return f"{name}={values[bad[0]]} at step {first_step + int(bad[0]) + 1}"
+            where = tuple(bad[0])
+            member = f" of member {where[1]}" if len(where) > 1 else ""
+            return f"{name}={values[where]} at step {first_step + int(where[0]) + 1}{member}"
     return None

@@ -20,13 +20,15 @@ from typing import IO, Any
 import jax
 import numpy as np
 
-from jaxgan import images
-from jaxgan.train import GANState, sample
+from jaxgan import images, population
+from jaxgan.train import GANState, sample, step_of
 
 log = logging.getLogger("jaxgan")
 
 # Record keys that are bookkeeping, not scalars to plot or log as metrics.
-BOOKKEEPING = ("epoch", "step", "wall_time", "epoch_seconds", "eval_seconds", "resumed")
+BOOKKEEPING = (
+    "epoch", "step", "wall_time", "epoch_seconds", "eval_seconds", "resumed", "members",
+)  # fmt: skip
 
 
 @dataclasses.dataclass
@@ -61,17 +63,26 @@ class PeriodicAction:
 
 
 class WriteSamples(PeriodicAction):
-    """`samples/epoch_XXXX.png` from fixed latents (and labels), also to TensorBoard."""
+    """`samples/epoch_XXXX.png` from fixed latents (and labels), also to TensorBoard.
+
+    With `member=i` it draws member i of a population's stacked state, into
+    `samples/epoch_XXXX_member{i}.png`.
+    """
 
     def __init__(
-        self, every: int, workdir: Path, latents, labels, writer, columns, row_labels=None
-    ):
+        self, every: int, workdir: Path, latents, labels, writer, columns, row_labels=None,
+        member: int | None = None,
+    ):  # fmt: skip
         super().__init__(every, at_end=bool(every))
         self.workdir, self.latents, self.labels = workdir, latents, labels
         self.writer, self.columns, self.row_labels = writer, columns, row_labels
+        self.member = member
+        self.suffix = "" if member is None else f"_member{member}"
 
     def grid(self, state: GANState) -> np.ndarray:
         """The grid of the fixed latents; one row per class, named, when conditional."""
+        if self.member is not None:
+            state = population.member(state, self.member)
         generated = sample(state, self.latents, self.labels)
         if self.row_labels:
             return images.make_labelled_grid(generated, self.row_labels, self.columns)
@@ -79,8 +90,9 @@ class WriteSamples(PeriodicAction):
 
     def __call__(self, end: EpochEnd) -> None:
         grid = self.grid(end.state)
-        images.save_png(self.workdir / "samples" / f"epoch_{end.epoch:04d}.png", grid, scale=2)
-        self.writer.add_image("samples", grid, int(end.state.step), dataformats="HWC")
+        path = self.workdir / "samples" / f"epoch_{end.epoch:04d}{self.suffix}.png"
+        images.save_png(path, grid, scale=2)
+        self.writer.add_image(f"samples{self.suffix}", grid, step_of(end.state), dataformats="HWC")
 
 
 class SaveCheckpoint(PeriodicAction):
@@ -98,20 +110,60 @@ class Evaluate(PeriodicAction):
     """Scores the generator (FID, KID, ...) and adds the scalars to the record.
 
     `should_stop` is polled between batches of the evaluation; it raises to abandon it.
+    For a population (`key` holds one key per member) each member is scored in turn: its
+    scalars go to `record["members"][i]`, their means over the members to the record,
+    and the members' spread of FID to `fid_members_std`.
     """
 
     def __init__(self, every: int, evaluator, key: jax.Array, should_stop: Callable[[], bool]):
         super().__init__(every, at_end=bool(every))
         self.evaluator, self.key, self.should_stop = evaluator, key, should_stop
-        self.results: dict[str, Any] = {}
+        self.members = key.shape[0] if key.ndim else None
+        # One result per member for a population.
+        self.results: dict[str, Any] | list[dict[str, Any]] = {}
+
+    def _evaluate(self, state: GANState, key: jax.Array, epoch: int) -> dict[str, Any]:
+        return self.evaluator.evaluate(
+            state, jax.random.fold_in(key, epoch), should_stop=self.should_stop
+        )
 
     def __call__(self, end: EpochEnd) -> None:
         start = time.perf_counter()
-        self.results = self.evaluator.evaluate(
-            end.state, jax.random.fold_in(self.key, end.epoch), should_stop=self.should_stop
-        )
-        end.record.update({k: v for k, v in self.results.items() if isinstance(v, float)})
+        if self.members is None:
+            self.results = self._evaluate(end.state, self.key, end.epoch)
+            end.record.update(scalars(self.results))
+        else:
+            results = []
+            for index in range(self.members):
+                results.append(
+                    self._evaluate(population.member(end.state, index), self.key[index], end.epoch)
+                )
+                log.info("member %d: %s", index, format_scalars(scalars(results[-1])))
+            self.results = results
+            end.record.update(population.summarise([scalars(r) for r in results]))
+            add_member_scalars(end.record, [scalars(r) for r in results])
         end.record["eval_seconds"] = round(time.perf_counter() - start, 3)
+
+    def write_report(self, path: Path) -> None:
+        """The final results into `path` (`fid_result.txt`); a population's also per member."""
+        if self.members is None:
+            self.evaluator.write_report(self.results, path)
+            return
+        for index, results in enumerate(self.results):
+            self.evaluator.write_report(results, path.with_name(f"{path.stem}_member{index}.txt"))
+        population.write_report(self.results, path)
+
+
+def scalars(results: dict[str, Any]) -> dict[str, float]:
+    """The float entries of an evaluation's results."""
+    return {k: v for k, v in results.items() if isinstance(v, float)}
+
+
+def add_member_scalars(record: dict[str, Any], per_member: list[dict[str, float]]) -> None:
+    """Merges each member's scalars into `record["members"]` (created when missing)."""
+    members = record.setdefault("members", [{} for _ in per_member])
+    for entry, values in zip(members, per_member, strict=True):
+        entry.update(values)
 
 
 class LogEpoch(PeriodicAction):
@@ -128,13 +180,20 @@ class LogEpoch(PeriodicAction):
         for name, value in record.items():
             if name not in BOOKKEEPING and isinstance(value, float):
                 self.writer.add_scalar(name, value, step)
+        for index, member in enumerate(record.get("members", ())):
+            for name, value in member.items():
+                if isinstance(value, float):
+                    self.writer.add_scalar(f"member{index}/{name}", value, step)
         self.writer.flush()
         self.metrics_file.write(json.dumps(record) + "\n")
         self.metrics_file.flush()
+        members = record.get("members", ())
+        fids = [m["fid"] for m in members if "fid" in m]
         log.info(
-            "epoch %d/%d step %d: %s (%.1f s%s)",
+            "epoch %d/%d step %d: %s (%.1f s%s)%s",
             end.epoch, self.num_epochs, step, format_scalars(record), record["epoch_seconds"],
             ", resumed" if record.get("resumed") else "",
+            f"; FID per member: {' '.join(f'{f:.2f}' for f in fids)}" if fids else "",
         )  # fmt: skip
 
 

@@ -13,7 +13,7 @@ import jax
 import numpy as np
 import tqdm
 
-from jaxgan import sharding
+from jaxgan import population, sharding
 from jaxgan.train import GANState, batch_to_float, train_step, train_steps
 
 log = logging.getLogger("jaxgan")
@@ -34,7 +34,9 @@ def slice_batches(batches: Any, start: int, end: int) -> Any:
 ChunkRunner = Callable[..., tuple[GANState, dict[str, np.ndarray]]]
 
 
-def make_chunk_runner(backend: str, mesh: jax.sharding.Mesh | None = None) -> ChunkRunner:
+def make_chunk_runner(
+    backend: str, mesh: jax.sharding.Mesh | None = None, *, members: bool = False
+) -> ChunkRunner:
     """Returns `run(state, batches, key, on_step, should_stop) -> (state, host metrics)`.
 
     `batches` holds S uint8 batches ({"image": [S, B, H, W, C], "label": [S, B]}). On
@@ -49,11 +51,15 @@ def make_chunk_runner(backend: str, mesh: jax.sharding.Mesh | None = None) -> Ch
     batches split along B; the new state and the metrics come back replicated. Steps are
     traced under `jax.set_mesh(mesh)`, so that `jaxgan.sharding.split_batch` can split
     what a step creates itself.
+
+    With `members` the state is a population (`jaxgan.population`): the batches are
+    [S, K, B, ...], the key holds one key per member, and the metrics come back [S, K].
     """
     out_shardings = None if mesh is None else sharding.replicated(mesh)
     on_mesh = contextlib.nullcontext if mesh is None else functools.partial(jax.set_mesh, mesh)
     if backend != "cpu":
-        scan_steps = jax.jit(train_steps, donate_argnums=0, out_shardings=out_shardings)
+        steps = population.vmap(train_steps, batch_axis=1) if members else train_steps
+        scan_steps = jax.jit(steps, donate_argnums=0, out_shardings=out_shardings)
 
         def run_scan(state, batches, key, on_step=None, should_stop=None):
             del should_stop
@@ -66,8 +72,11 @@ def make_chunk_runner(backend: str, mesh: jax.sharding.Mesh | None = None) -> Ch
 
         return run_scan
 
+    def one_step(state, batch, key):
+        return train_step(state, batch_to_float(batch), key)
+
     step = jax.jit(
-        lambda state, batch, key: train_step(state, batch_to_float(batch), key),
+        population.vmap(one_step) if members else one_step,
         donate_argnums=0,
         out_shardings=out_shardings,
     )
@@ -116,7 +125,8 @@ class Progress:
 
     def report(self, bar, epoch: int, position: int, spe: int, step: int, chunk) -> None:
         names = [n for n in ("d_loss", "g_loss") if n in chunk] or sorted(chunk)[:2]
-        last = {name: float(chunk[name][-1]) for name in names}
+        # A population's metrics are [S, K]: the members' mean.
+        last = {name: float(np.mean(chunk[name][-1])) for name in names}
         bar.set_postfix({**{k: f"{v:.3f}" for k, v in last.items()}, "eta": self.eta(step)})
         if bar.disable and time.time() - self.last_report >= REPORT_SECONDS:
             # No terminal (a log file, nohup): a progress line at most once a minute.

@@ -17,6 +17,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import struct
 
@@ -84,6 +85,34 @@ def adam(learning_rate: float, b1: float, b2: float) -> optax.GradientTransforma
     return optax.adam(learning_rate, b1=b1, b2=b2)
 
 
+@functools.cache
+def adam_with_learning_rate_in_state(b1: float, b2: float) -> optax.GradientTransformation:
+    """Adam whose learning rate is an array in its state (`optax.inject_hyperparams`).
+
+    Members of a population share this one static optimizer and keep their own learning
+    rates in `opt_state.hyperparams["learning_rate"]` (see `set_learning_rate`), so that
+    one `jax.vmap`ped step trains them all.
+    """
+    return optax.inject_hyperparams(lambda learning_rate: optax.adam(learning_rate, b1=b1, b2=b2))(
+        learning_rate=0.0
+    )
+
+
+def set_learning_rate(state: GANState, learning_rate: Any) -> GANState:
+    """`state` with G's and D's learning rate set; only for `adam_with_learning_rate_in_state`."""
+
+    def with_rate(opt_state):
+        hyperparams = {
+            **opt_state.hyperparams,
+            "learning_rate": jnp.asarray(learning_rate, jnp.float32),
+        }
+        return opt_state._replace(hyperparams=hyperparams)
+
+    return state.replace(
+        g_opt_state=with_rate(state.g_opt_state), d_opt_state=with_rate(state.d_opt_state)
+    )
+
+
 def _setting(config: Any, name: str, default: Any) -> Any:
     """A config field, or its default for configs (or plain objects) that lack it."""
     if isinstance(config, Mapping) or hasattr(config, "get"):
@@ -122,7 +151,11 @@ def create_state(
         "gp_weight": _setting(config, "gp_weight", 10.0),
     }
     objective = build_objective(types.SimpleNamespace(**objective_config))
-    g_tx = d_tx = adam(float(config.learning_rate), float(config.b1), float(config.b2))
+    in_population = bool(_setting(config, "population", 0))
+    if in_population:  # The learning rate lives in the state: members may differ in it.
+        g_tx = d_tx = adam_with_learning_rate_in_state(float(config.b1), float(config.b2))
+    else:
+        g_tx = d_tx = adam(float(config.learning_rate), float(config.b1), float(config.b2))
     num_classes = num_classes if conditional else 0
     ema_decay = float(_setting(config, "ema_decay", 0.0))
 
@@ -138,7 +171,7 @@ def create_state(
         return g_variables, d_variables
 
     g_variables, d_variables = init(key)
-    return GANState(
+    state = GANState(
         step=jnp.zeros((), jnp.int32),
         g_params=g_variables["params"],
         g_batch_stats=g_variables.get("batch_stats", {}),
@@ -159,6 +192,7 @@ def create_state(
         r1_gamma=float(_setting(config, "r1_gamma", 0.0)),
         r1_every=int(_setting(config, "r1_every", 1)),
     )
+    return set_learning_rate(state, float(config.learning_rate)) if in_population else state
 
 
 def _apply_g(state: GANState, g_params, g_batch_stats, latents, labels, dropout_key):
@@ -387,6 +421,11 @@ def train_epoch(
     return train_steps(state, epoch_batches(data, shuffle_key, batch_size), step_key)
 
 
+def step_of(state: GANState) -> int:
+    """`state.step` as an int; for a population's stacked state, the step its members share."""
+    return int(np.ravel(jax.device_get(state.step))[0])
+
+
 def count_params(params: Any) -> int:
     """Total number of scalars in a parameter tree."""
     return sum(int(leaf.size) for leaf in jax.tree_util.tree_leaves(params))
@@ -401,11 +440,13 @@ __all__ = [
     "check_labels",
     "count_params",
     "create_state",
+    "set_learning_rate",
     "discriminate",
     "epoch_batches",
     "images_to_float",
     "sample",
     "split_epoch_key",
+    "step_of",
     "train_epoch",
     "train_step",
     "train_steps",
