@@ -1,12 +1,15 @@
 """What `experiments.evaluate` does: score a workdir's latest checkpoint or two image sets.
 
-A workdir's own `fid_result.txt` belongs to its training run and is never written here: an
-evaluation by hand writes `fid_result_step{STEP}_n{N}.txt` beside it, or `--output`.
+A workdir's own `fid_result.txt` (and a population's `fid_result_member{M}.txt`) belongs to
+its training run and is never written here: an evaluation by hand writes
+`fid_result_step{STEP}_n{N}.txt` beside it (`..._member{M}.txt` for member M of a
+population, picked with `--member`), or `--output`.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import zipfile
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -28,6 +31,9 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 NUM_NEIGHBOURS = 16
 # KID settings of NVIDIA's StyleGAN metrics, used when comparing two image sets.
 KID_SUBSETS, KID_SUBSET_SIZE = 100, 1000
+# The training run's own result files in its workdir: `fid_result.txt`, and a
+# population's `fid_result_member{M}.txt` (`jaxgan.periodic.Evaluate.write_report`).
+OWN_RESULT_FILE = re.compile(r"fid_result(_member\d+)?\.txt")
 
 
 class Evaluation(NamedTuple):
@@ -91,9 +97,9 @@ def load_split(config, split: str) -> tuple[np.ndarray, np.ndarray, str]:
 
 
 def _evaluate_workdir(
-    workdir, num_samples, batch_size, resize, feature_dtype, neighbour_search, feature_fn
+    workdir, num_samples, batch_size, resize, feature_dtype, neighbour_search, feature_fn, member
 ) -> Evaluation:
-    config, state, _ = load_run(workdir)
+    config, state, _ = load_run(workdir, member=member)
     if num_samples is not None:
         config.fid_num_samples = num_samples
     config.fid_batch_size = batch_size
@@ -186,6 +192,7 @@ def run(
     html_report=None,
     report_train_images: int = 2000,
     feature_fn: FeatureFn | None = None,
+    member: int | None = None,
 ) -> str:
     """Runs an evaluation, writes the result file (and the HTML report) and returns the text.
 
@@ -193,14 +200,17 @@ def run(
       workdir: a training workdir; its latest checkpoint is scored against its test split.
       num_samples: N for a workdir (default: its config's fid_num_samples).
       real, fake: two image sets (.npz or folders) to compare instead of a workdir.
-      output: the result file; default `WORKDIR/fid_result_step{STEP}_n{N}.txt`, or
-        `fid_result.txt` for two image sets. A workdir's own `fid_result.txt` is refused.
+      output: the result file; default `WORKDIR/fid_result_step{STEP}_n{N}.txt`
+        (`..._member{M}.txt` with `member`), or `fid_result.txt` for two image sets. A
+        workdir's own `fid_result.txt` and `fid_result_member{M}.txt` are refused.
       batch_size: generator and Inception batch size.
       resize: FID resize convention.
       feature_dtype: 'float32' or 'bfloat16' Inception.
       html_report: where to write the HTML report, or None.
       report_train_images: training images searched for nearest neighbours in the report.
       feature_fn: replaces the Inception network (tests).
+      member: the GAN of a population's workdir to score (0 to K-1); None for a single
+        GAN's workdir.
     """
     if (real is None) != (fake is None):
         raise ValueError("--real and --fake go together: give both, or neither with --workdir")
@@ -208,6 +218,8 @@ def run(
         raise ValueError("give --workdir=DIR, or --real=PATH and --fake=PATH")
     if workdir is not None and real is not None:
         raise ValueError("give either --workdir or --real/--fake, not both")
+    if member is not None and workdir is None:
+        raise ValueError("--member picks a GAN of a population's --workdir; give --workdir")
     if num_samples is not None and num_samples < 2:
         raise ValueError(f"--num_samples={num_samples} is invalid; allowed: 2 or more")
     if batch_size < 1:
@@ -219,8 +231,11 @@ def run(
     if report_train_images < 1:
         raise ValueError(f"--report_train_images={report_train_images} is invalid; allowed: >= 1")
     if workdir is not None:
-        own_result = Path(workdir) / "fid_result.txt"
-        if output is not None and Path(output).absolute() == own_result.absolute():
+        if (
+            output is not None
+            and Path(output).resolve().parent == Path(workdir).resolve()
+            and OWN_RESULT_FILE.fullmatch(Path(output).name)
+        ):
             raise ValueError(
                 f"--output={output} is the training run's own result file; choose another path"
             )
@@ -232,10 +247,12 @@ def run(
             feature_dtype,
             report_train_images if html_report else 0,
             feature_fn,
+            member,
         )
         results = outcome.results
+        suffix = "" if member is None else f"_member{member}"
         output = output or (
-            Path(workdir) / f"fid_result_step{results['step']}_n{results['num_fake']}.txt"
+            Path(workdir) / f"fid_result_step{results['step']}_n{results['num_fake']}{suffix}.txt"
         )
     else:
         outcome = _compare_sets(real, fake, batch_size, resize, feature_dtype, feature_fn)

@@ -159,13 +159,25 @@ def generate(
         yield to_uint8(np.asarray(images[: min(size, count - start)]))
 
 
-def run(workdir: str, num: int, seed: int, label: int | None, interpolate: int, out: str) -> str:
+def run(
+    workdir: str,
+    num: int,
+    seed: int,
+    label: int | None,
+    interpolate: int,
+    out: str,
+    *,
+    member: int | None = None,
+) -> str:
     """Generates and writes the images; returns what was written, as one line.
+
+    `member` picks the GAN of a population's workdir (0 to K-1); leave it None for a
+    single GAN's workdir.
 
     Raises:
       FileNotFoundError: `workdir` is not a training workdir.
-      ValueError: no usable checkpoint, a bad `label`, or a folder that already holds
-        images (new PNGs would mix with them when the folder is evaluated).
+      ValueError: no usable checkpoint, a bad `label` or `member`, or a folder that
+        already holds images (new PNGs would mix with them when the folder is evaluated).
     """
     from jaxgan import images as images_lib
     from jaxgan.checkpoint import load_run
@@ -180,7 +192,7 @@ def run(workdir: str, num: int, seed: int, label: int | None, interpolate: int, 
                 f"{out_path} already holds {len(existing)} images; the new PNGs would mix with "
                 "them (experiments.evaluate reads every image in a folder): choose a new folder"
             )
-    _, state, meta = load_run(workdir)
+    _, state, meta = load_run(workdir, member=member)
     info = meta["dataset_info"]
     check_label(label, state.num_classes, info["class_names"])
     count = num * max(interpolate, 1)
@@ -211,7 +223,11 @@ def run(workdir: str, num: int, seed: int, label: int | None, interpolate: int, 
     elif state.num_classes:
         what += f"; classes round-robin over {state.num_classes}"
     weights = "EMA weights" if state.g_ema else "generator weights (the run keeps no EMA)"
-    return f"Wrote {what}; seed {seed}; checkpoint step {int(state.step)} of {workdir}, {weights}"
+    of_member = "" if member is None else f" member {member}"
+    return (
+        f"Wrote {what}; seed {seed}; checkpoint step {int(state.step)} of {workdir}{of_member}, "
+        f"{weights}"
+    )
 
 
 def parse_flags(argv: list[str], doc: str) -> list[str]:

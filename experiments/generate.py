@@ -4,13 +4,15 @@
     python -m experiments.generate --workdir=results/dcgan --num=10000 --out=samples.npz
     python -m experiments.generate --workdir=results/dcgan --num=64 --out=pngs/ [--label=3]
     python -m experiments.generate --workdir=results/dcgan --num=8 --interpolate=8 --out=walk.png
+    python -m experiments.generate --workdir=results/population --member=2 --out=grid.png
 
 --out: a .png file (one grid), a folder ending in '/' or already existing (00000.png, ...),
 or an .npz file (key 'images', uint8 [N, H, W, C], for `experiments.evaluate --fake=`).
 The same --seed gives the same images; image i does not depend on --num. A conditional
 model generates classes round-robin (one column per class in a grid) unless --label is
 given. --interpolate=S writes --num spherical-interpolation walks of S steps, one per row.
-At most 100,000 images per command, generated in batches of 256.
+At most 100,000 images per command, generated in batches of 256. A population's workdir
+(config.population = K) holds K GANs: --member (0 to K-1) picks the one to use.
 """
 
 import logging
@@ -26,6 +28,9 @@ flags.DEFINE_integer("seed", 0, f"Latent seed, 0 to {_generate.MAX_SEED}.")
 flags.DEFINE_integer("label", None, "Class of every image (conditional models only).")
 flags.DEFINE_integer("interpolate", 0, "Steps per latent walk (0: no walk).")
 flags.DEFINE_string("out", None, "Output: grid.png, a folder DIR/, or samples.npz.")
+flags.DEFINE_integer(
+    "member", None, "The member of a population workdir (config.population > 0) to use, 0..K-1."
+)
 flags.mark_flags_as_required(["workdir", "out"])
 FLAGS = flags.FLAGS
 
@@ -42,7 +47,13 @@ def main(argv) -> None:
         sys.exit(2)
     try:
         text = _generate.run(
-            FLAGS.workdir, FLAGS.num, FLAGS.seed, FLAGS.label, FLAGS.interpolate, FLAGS.out
+            FLAGS.workdir,
+            FLAGS.num,
+            FLAGS.seed,
+            FLAGS.label,
+            FLAGS.interpolate,
+            FLAGS.out,
+            member=FLAGS.member,
         )
     except (ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -4,7 +4,9 @@
 
 GET /generate?n=16&seed=0&label=3&format=png|npz, /interpolate?seed_a=1&seed_b=2&steps=8,
 /healthz, /metrics (Prometheus), and the page at /. --watch reloads each newer checkpoint
-in the background, so the page follows a run in progress.
+in the background, so the page follows a run in progress. A population's workdir
+(config.population = K) holds K GANs: --member (0 to K-1) picks the one served (and
+reloaded by --watch).
 """
 
 import logging
@@ -17,6 +19,9 @@ from experiments import _generate
 flags.DEFINE_string("workdir", None, "Training workdir whose latest checkpoint is served.")
 flags.DEFINE_string("host", "127.0.0.1", "Address to listen on.")
 flags.DEFINE_integer("port", 8000, "Port to listen on.")
+flags.DEFINE_integer(
+    "member", None, "The member of a population workdir (config.population > 0) to use, 0..K-1."
+)
 flags.DEFINE_bool("watch", False, "Reload the checkpoint when a newer one appears.")
 flags.DEFINE_float("poll_seconds", 2.0, "How often --watch looks for a newer checkpoint.")
 flags.DEFINE_list("buckets", ["1", "4", "16", "64", "256"], "Batch sizes compiled at start.")
@@ -24,7 +29,7 @@ flags.DEFINE_bool("batching", True, "Let concurrent requests share generator cal
 flags.DEFINE_integer("batch_images", 16, "The most images concurrent requests share a pass with.")
 flags.DEFINE_float("max_wait_ms", 0.0, "How long a request waits for others to batch with.")
 flags.mark_flags_as_required(["workdir"])
-SETTINGS = ("watch", "poll_seconds", "batching", "batch_images", "max_wait_ms")
+SETTINGS = ("member", "watch", "poll_seconds", "batching", "batch_images", "max_wait_ms")
 FLAGS = flags.FLAGS
 
 

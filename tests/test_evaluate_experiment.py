@@ -1,7 +1,10 @@
 """`experiments.evaluate`'s logic (experiments/_evaluation.py), with a stand-in for Inception."""
 
 import json
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -13,6 +16,9 @@ from jaxgan.checkpoint import Checkpointer, signature
 from jaxgan.datasets.fashion_mnist import INFO as FASHION_MNIST_INFO
 from jaxgan.metrics import SmallSampleWarning
 from jaxgan.train import create_state
+from tests.helpers.serving import write_population_checkpoint
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 @jax.jit
@@ -161,3 +167,103 @@ def test_load_image_set_refuses_bad_paths(tmp_path, make, message):
 def test_run_refuses_inconsistent_arguments(arguments, message):
     with pytest.raises(ValueError, match=message):
         _evaluation.run(**arguments)
+
+
+@pytest.fixture
+def population_workdir(tmp_path, tiny_config, monkeypatch):
+    """A population of 2 GANs' workdir (step 3); its dataset is 40 random images.
+
+    Returns the workdir and the stacked state saved in it.
+    """
+    config = tiny_config(
+        "dcgan",
+        fid_num_samples=12,
+        fid_batch_size=6,
+        kid_subset_size=6,
+        kid_num_subsets=2,
+        population=2,
+    )
+    state = write_population_checkpoint(tmp_path, config, 3)
+    rng = np.random.default_rng(0)
+    splits = {
+        split: (rng.integers(0, 256, (40, 28, 28, 1), dtype=np.uint8), rng.integers(0, 10, 40))
+        for split in ("train", "test")
+    }
+    monkeypatch.setattr(
+        _evaluation, "load_split", lambda config, split: (*splits[split], f"fashion_mnist:{split}")
+    )
+    return tmp_path, state
+
+
+def test_member_is_scored_into_a_member_named_file(population_workdir, monkeypatch):
+    from jaxgan import population
+
+    workdir, stacked = population_workdir
+    scored = []
+    original = _evaluation.evaluation.Evaluator.generate
+
+    def recording_generate(self, state, key):
+        scored.append(state)
+        return original(self, state, key)
+
+    monkeypatch.setattr(_evaluation.evaluation.Evaluator, "generate", recording_generate)
+    texts = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SmallSampleWarning)
+        for member in (1, 0):
+            texts[member] = _evaluation.run(
+                workdir=workdir, num_samples=10, batch_size=5, feature_fn=pixel_features,
+                member=member,
+            )  # fmt: skip
+    for member in (0, 1):
+        path = workdir / f"fid_result_step3_n10_member{member}.txt"
+        assert path.read_text() == texts[member]
+    assert not (workdir / "fid_result_step3_n10.txt").exists()
+    assert texts[0] != texts[1]
+    for state, member in zip(scored, (1, 0), strict=True):
+        for leaf, expected in zip(
+            jax.tree.leaves(state.g_params),
+            jax.tree.leaves(population.member(stacked.g_params, member)),
+            strict=True,
+        ):
+            np.testing.assert_array_equal(leaf, expected)
+    assert not all(
+        np.array_equal(a, b)
+        for a, b in zip(jax.tree.leaves(scored[0].g_params), jax.tree.leaves(scored[1].g_params))
+    ), "the members' generators are alike"
+
+
+def test_member_runs_own_result_files_and_bad_members_are_refused(population_workdir):
+    workdir, _ = population_workdir
+    for name in ("fid_result.txt", "fid_result_member1.txt", "fid_result_member0.txt"):
+        with pytest.raises(ValueError, match="own result file"):
+            _evaluation.run(
+                workdir=workdir, output=workdir / name, member=1, feature_fn=pixel_features
+            )
+    for member, needle in ((None, "got None"), (2, "got 2")):
+        with pytest.raises(ValueError, match=rf"member=0\.\.1 \(--member.*\); {needle}"):
+            _evaluation.run(workdir=workdir, member=member, feature_fn=pixel_features)
+    with pytest.raises(ValueError, match="give --workdir"):
+        _evaluation.run(real="a.npz", fake="b.npz", member=0)
+    assert sorted(path.name for path in workdir.iterdir()) == ["checkpoints", "config.json"]
+
+
+def test_member_of_a_single_gan_workdir_is_refused(workdir):
+    with pytest.raises(ValueError, match="not a population"):
+        _evaluation.run(workdir=workdir, member=0, feature_fn=pixel_features)
+
+
+def test_member_flag_reaches_the_command(population_workdir):
+    workdir, _ = population_workdir
+    for flags, needle in (((), "got None"), (("--member=5",), "got 5")):
+        result = subprocess.run(
+            [sys.executable, "-m", "experiments.evaluate", f"--workdir={workdir}", *flags],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 1
+        assert result.stderr.startswith("error: ") and "Traceback" not in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert "population of 2 GANs" in result.stderr and needle in result.stderr

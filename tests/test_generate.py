@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -242,3 +243,96 @@ def test_folder_with_images_is_refused(plain_run, tmp_path):
     with pytest.raises(ValueError, match="already holds 1 images"):
         _generate.run(str(plain_run), 4, 0, None, 0, f"{folder}/")
     assert [f.name for f in folder.iterdir()] == ["mine.png"]
+
+
+# --- populations (config.population = K: K GANs in one workdir) ---------------------------------
+
+
+@pytest.fixture(scope="module")
+def population_run(tmp_path_factory):
+    """Two unconditional GANs trained as one population (member i from seed i)."""
+    return train_smoke(
+        tmp_path_factory.mktemp("population"),
+        "--config.population=2",
+        "--config.sample_every=0",
+        "--config.num_train_examples=256",
+    )
+
+
+def stacked_state(workdir):
+    """The population's stacked state, restored without `load_run`'s member selection."""
+    import json
+
+    import ml_collections
+
+    from jaxgan import population
+    from jaxgan.checkpoint import Checkpointer, signature
+    from jaxgan.datasets import DatasetInfo
+
+    config = ml_collections.ConfigDict(json.loads((workdir / "config.json").read_text()))
+    checkpointer = Checkpointer(workdir / "checkpoints", 3)
+    try:
+        step = checkpointer.latest_step()
+        info = DatasetInfo.from_dict(checkpointer.read_meta(step)["dataset_info"])
+        size = population.size(config)
+        template = jax.eval_shape(
+            lambda keys: population.create(
+                config,
+                list(keys),
+                [0.0] * size,
+                image_shape=info.image_shape,
+                num_classes=info.num_classes,
+            ),
+            jax.random.split(jax.random.key(0), size),
+        )
+        state, _ = checkpointer.restore(template, signature(config, info), step)
+    finally:
+        checkpointer.close()
+    return state
+
+
+def test_member_generates_that_members_images(population_run, tmp_path):
+    from jaxgan import population
+    from jaxgan.metrics import to_uint8
+    from jaxgan.train import sample
+
+    out = tmp_path / "member1.npz"
+    result = generate(population_run, out, "--num=6", "--seed=2", "--member=1")
+    assert result.returncode == 0, result.stderr
+    assert f"of {population_run} member 1," in result.stdout
+    images = load_npz(out)
+    assert images.shape == (6, 28, 28, 1)
+
+    stacked = stacked_state(population_run)
+    assert population.count(stacked) == 2
+    latents = _generate.image_latents(2, np.arange(6), latent_dim=100)
+    member_images = [
+        to_uint8(np.asarray(sample(population.member(stacked, index), latents, None)))
+        for index in range(2)
+    ]
+    np.testing.assert_array_equal(images, member_images[1])
+    assert np.abs(member_images[0].astype(int) - member_images[1]).max() > 8, "members alike"
+
+    _generate.run(str(population_run), 6, 2, None, 0, str(tmp_path / "member0.npz"), member=0)
+    np.testing.assert_array_equal(load_npz(tmp_path / "member0.npz"), member_images[0])
+
+
+def test_member_errors_are_one_line_exit_1(population_run, tmp_path):
+    missing = generate(population_run, tmp_path / "x.png")
+    out_of_range = generate(population_run, tmp_path / "x.png", "--member=2")
+    for result in (missing, out_of_range):
+        assert result.returncode == 1
+        assert result.stderr.startswith("error: ") and "Traceback" not in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert "population of 2 GANs" in result.stderr and "member=0..1" in result.stderr
+        assert "--member" in result.stderr
+    assert "got None" in missing.stderr and "got 2" in out_of_range.stderr
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_member_of_a_single_gan_is_refused(plain_run, tmp_path):
+    result = generate(plain_run, tmp_path / "x.png", "--member=0")
+    assert result.returncode == 1
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "not a population" in result.stderr
+    assert not (tmp_path / "x.png").exists()

@@ -11,6 +11,7 @@ import asyncio
 import json
 import re
 import shutil
+import subprocess
 import sys
 import threading
 import time
@@ -27,7 +28,15 @@ from PIL import Image
 from experiments import _generate
 from jaxgan.serving import params as params_lib
 from jaxgan.serving.model import bucket_for, plan_calls
-from tests.helpers.serving import get, npz_images, serve, tiny_config, write_checkpoint
+from tests.helpers.serving import (
+    REPO_ROOT,
+    get,
+    npz_images,
+    serve,
+    tiny_config,
+    write_checkpoint,
+    write_population_checkpoint,
+)
 
 pytestmark = pytest.mark.slow
 PAD = 2  # make_grid's padding.
@@ -585,3 +594,112 @@ def test_reload_mid_load_drops_no_request(tmp_path):
         new_state = restored_state(workdir)
         np.testing.assert_array_equal(after, generate_command_images(new_state, 1, 4))
     assert "Traceback" not in (tmp_path / "log").read_text()
+
+
+# --- populations (config.population = K: K GANs in one workdir) ---------------------------------
+
+
+def population_config():
+    config = tiny_config(conditional=True, ema=True)
+    config.population = 2
+    return config
+
+
+def member_images(stacked, member: int, seed: int, count: int) -> np.ndarray:
+    """What `experiments.generate --member=member --seed=seed --num=count` generates."""
+    from jaxgan import population
+
+    return generate_command_images(population.member(stacked, member), seed, count)
+
+
+def assert_images_of_member(images, stacked, member: int, seed: int) -> None:
+    """`images` are member `member`'s (within one quantisation step), not the other's."""
+    count = len(images)
+    assert np.abs(images.astype(int) - member_images(stacked, member, seed, count)).max() <= 1
+    other = member_images(stacked, 1 - member, seed, count)
+    assert np.abs(images.astype(int) - other).max() > 8, "the members' images are alike"
+
+
+def test_load_snapshot_of_a_member_serves_that_member(tmp_path):
+    from jaxgan.serving.model import load_snapshot
+
+    stacked = write_population_checkpoint(tmp_path, population_config(), STEP)
+    settings = {"image_latents": _generate.image_latents, "slerp": _generate.slerp,
+                "buckets": (1, 4), "max_steps": 4}  # fmt: skip
+    second = load_snapshot(tmp_path, member=1, **settings)
+    first = load_snapshot(tmp_path, member=0, reuse=second.programs, **settings)
+    assert first.programs is second.programs  # The members share shapes: one compilation.
+    labels = _generate.image_labels(np.arange(4), 10, None)
+    for member, snapshot in ((0, first), (1, second)):
+        assert snapshot.member == member and snapshot.step == STEP
+        assert snapshot.config.seed == member  # The member's own config.
+        images = snapshot.generate(snapshot.image_latents(3, 4), labels)
+        assert_images_of_member(images, stacked, member, 3)
+
+
+def test_build_app_serves_the_member_and_watch_reloads_keep_it(tmp_path):
+    from jaxgan.serving.app import build_app, health
+    from jaxgan.serving.batching import Batcher
+
+    config = population_config()
+    stacked = write_population_checkpoint(tmp_path, config, 10)
+    app = build_app(
+        str(tmp_path), image_latents=_generate.image_latents, slerp=_generate.slerp,
+        member=1, buckets=(1, 4),
+    )  # fmt: skip
+    holder = app.state.holder
+    labels = _generate.image_labels(np.arange(4), 10, None)
+    snapshot = holder.current
+    assert snapshot.step == 10 and snapshot.member == 1
+    assert health(snapshot, holder, Batcher(lambda: holder.current))["member"] == 1
+    assert_images_of_member(snapshot.generate(snapshot.image_latents(2, 4), labels), stacked, 1, 2)
+
+    newer = write_population_checkpoint(tmp_path, config, 20, seed=5)
+    assert holder.reload_if_newer()  # What --watch does at each poll.
+    snapshot = holder.current
+    assert snapshot.step == 20 and snapshot.member == 1
+    assert_images_of_member(snapshot.generate(snapshot.image_latents(2, 4), labels), newer, 1, 2)
+
+
+def test_build_app_refuses_a_missing_or_wrong_member(tmp_path):
+    from jaxgan.serving.app import build_app
+
+    settings = {"image_latents": _generate.image_latents, "slerp": _generate.slerp,
+                "buckets": (1,)}  # fmt: skip
+    population_run, single_run, waiting = tmp_path / "pop", tmp_path / "one", tmp_path / "wait"
+    write_population_checkpoint(population_run, population_config(), STEP)
+    write_checkpoint(single_run, tiny_config(conditional=False, ema=False), STEP)
+    waiting.mkdir()  # A population's run that has not saved a checkpoint yet.
+    shutil.copy(population_run / "config.json", waiting / "config.json")
+    for workdir, member, watch, needle in (
+        (population_run, None, False, r"member=0\.\.1 \(--member .*got None"),
+        (population_run, 2, False, "got 2"),
+        (single_run, 0, False, "not a population"),
+        (waiting, None, True, r"member=0\.\.1 \(--member .*got None"),  # Not at each reload.
+    ):
+        with pytest.raises(ValueError, match=needle):
+            build_app(str(workdir), member=member, watch=watch, **settings)
+    app = build_app(str(waiting), member=1, watch=True, poll_seconds=60, **settings)
+    try:
+        assert app.state.holder.current is None  # Waiting for the first checkpoint.
+    finally:
+        app.state.holder.stop()
+
+
+def test_serve_member_flag(tmp_path):
+    stacked = write_population_checkpoint(tmp_path / "run", population_config(), STEP)
+    with serve(tmp_path / "run", "--member=1", "--buckets=1,4", log_path=tmp_path / "log") as port:
+        images, headers = fetch_npz(port, "/generate?n=4&seed=6&format=npz")
+        assert headers["x-checkpoint-step"] == str(STEP)
+        assert_images_of_member(images, stacked, 1, 6)
+        assert json.loads(get(port, "/healthz")[2])["member"] == 1
+    assert "Traceback" not in (tmp_path / "log").read_text()
+    for flags, needle in (((), "got None"), (("--member=9",), "got 9")):
+        result = subprocess.run(
+            [sys.executable, "-m", "experiments.serve", f"--workdir={tmp_path / 'run'}", *flags],
+            cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert result.returncode == 1
+        assert result.stderr.startswith("error: ") and "Traceback" not in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert "population of 2 GANs" in result.stderr and needle in result.stderr

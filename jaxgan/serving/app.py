@@ -31,6 +31,7 @@ from jaxgan.serving.model import (
     DEFAULT_BUCKETS,
     ModelHolder,
     Snapshot,
+    check_member,
     load_snapshot,
     newest_step,
 )
@@ -103,6 +104,7 @@ def health(snapshot: Snapshot, holder: ModelHolder, batcher: Batcher) -> dict:
         "status": "ok",
         "step": snapshot.step,
         "workdir": str(holder.workdir),
+        "member": snapshot.member,
         "model": {
             "name": config.get("model"),
             "latent_dim": snapshot.latent_dim,
@@ -226,6 +228,7 @@ def build_app(
     *,
     image_latents,
     slerp,
+    member: int | None = None,
     watch: bool = False,
     poll_seconds: float = 2.0,
     buckets=DEFAULT_BUCKETS,
@@ -238,6 +241,8 @@ def build_app(
     Args:
       workdir: a training workdir.
       image_latents, slerp: the latent recipe of `experiments._generate`.
+      member: the GAN of a population's workdir to serve (0 to K-1), also after each
+        `watch` reload; None for a single GAN's workdir.
       watch: reload newer checkpoints in the background; the app also starts before the
         run's first checkpoint (answering 503 until it exists).
       poll_seconds: how often `watch` looks for a newer checkpoint.
@@ -246,9 +251,13 @@ def build_app(
 
     Raises:
       FileNotFoundError, CheckpointError: without `watch`, no usable checkpoint.
+      ValueError: `member` is missing or out of range for a population's workdir, or
+        given for a single GAN's (with `watch`, checked once the workdir has its config).
     """
     metrics = ServeMetrics()
-    load = functools.partial(_load, image_latents=image_latents, slerp=slerp, buckets=buckets)
+    load = functools.partial(
+        _load, image_latents=image_latents, slerp=slerp, buckets=buckets, member=member
+    )
     holder = ModelHolder(
         workdir,
         load,
@@ -257,6 +266,8 @@ def build_app(
     )
     if not watch or newest_step(workdir) is not None:
         holder.load_latest()
+    else:  # Refuse a wrong member now, not at every reload of a run in progress.
+        check_member(workdir, member)
     batcher = Batcher(
         lambda: holder.current,
         max_images=batch_images,

@@ -151,6 +151,11 @@ class Snapshot:
         return self.state.latent_dim
 
     @property
+    def member(self) -> int | None:
+        """The member of a population's workdir this snapshot holds; None for a single GAN."""
+        return self.config.get("population_member")
+
+    @property
     def num_classes(self) -> int:
         """The model's classes: 0 for an unconditional model (labels are refused then)."""
         return self.state.num_classes
@@ -208,17 +213,32 @@ def load_snapshot(
     max_steps: int = 64,
     step: int | None = None,
     reuse: Programs | None = None,
+    member: int | None = None,
 ) -> Snapshot:
     """Restores a checkpoint (default: the latest) and compiles it, or reuses `reuse`'s
-    programs when they were compiled for states of the same structure and shapes."""
+    programs when they were compiled for states of the same structure and shapes.
+
+    `member` picks the GAN of a population's workdir (0 to K-1; `checkpoint.load_run`)."""
     from jaxgan.checkpoint import load_run
 
-    config, state, meta = load_run(workdir, step=step)
+    config, state, meta = load_run(workdir, step=step, member=member)
     if reuse is not None and reuse.avals == _avals(state):
         programs = reuse
     else:
         programs = compile_programs(state, buckets, image_latents, slerp, max_steps)
     return Snapshot(int(state.step), config, state, dict(meta["dataset_info"]), programs)
+
+
+def check_member(workdir: str | Path, member: int | None) -> None:
+    """Raises `checkpoint.load_run`'s ValueError when `workdir`'s config does not allow
+    `member` (missing or out of range for a population, or given for a single GAN), before
+    the run has saved a checkpoint; nothing when the workdir has no config yet."""
+    from jaxgan.checkpoint import CheckpointError, load_run
+
+    try:
+        load_run(workdir, member=member)
+    except (FileNotFoundError, CheckpointError):
+        pass  # No config or no checkpoint yet: `member` was checked if the config exists.
 
 
 def newest_step(workdir: str | Path) -> int | None:

@@ -33,7 +33,6 @@ def tiny_config(*, conditional: bool, ema: bool):
 def write_checkpoint(workdir: Path, config, step: int, *, seed: int = 0) -> None:
     """Saves a fresh state of `config` as checkpoint `step`, its weights drawn from `seed`
     (EMA weights set apart from the raw ones, so that using either is visible)."""
-    from jaxgan.checkpoint import Checkpointer, signature
     from jaxgan.datasets.fashion_mnist import INFO
     from jaxgan.train import create_state
 
@@ -42,9 +41,39 @@ def write_checkpoint(workdir: Path, config, step: int, *, seed: int = 0) -> None
     state = create_state(
         config, jax.random.key(seed), image_shape=INFO.image_shape, num_classes=INFO.num_classes
     )
+    _save(workdir, config, state, step)
+
+
+def write_population_checkpoint(workdir: Path, config, step: int, *, seed: int = 0):
+    """Saves a fresh population state of `config` (`config.population` = K members, member
+    i's weights drawn from `seed + i`, EMA weights set apart) as checkpoint `step`.
+
+    Returns:
+      The stacked state as saved (`jaxgan.population.member(state, i)` is member i).
+    """
+    from jaxgan import population
+    from jaxgan.datasets.fashion_mnist import INFO
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "config.json").write_text(json.dumps(config.to_dict()))
+    keys = [jax.random.key(seed + index) for index in range(population.size(config))]
+    state = population.create(
+        config,
+        keys,
+        population.learning_rates(config),
+        image_shape=INFO.image_shape,
+        num_classes=INFO.num_classes,
+    )
+    return _save(workdir, config, state, step)
+
+
+def _save(workdir: Path, config, state, step: int):
+    from jaxgan.checkpoint import Checkpointer, signature
+    from jaxgan.datasets.fashion_mnist import INFO
+
     if state.g_ema:
         state = state.replace(g_ema=jax.tree_util.tree_map(lambda p: p * 1.5, state.g_ema))
-    state = state.replace(step=jax.numpy.asarray(step, jax.numpy.int32))
+    state = state.replace(step=jax.numpy.full_like(state.step, step, jax.numpy.int32))
     meta = {
         "epoch": 1,
         "steps_per_epoch": 1,
@@ -54,6 +83,7 @@ def write_checkpoint(workdir: Path, config, step: int, *, seed: int = 0) -> None
     checkpointer = Checkpointer(workdir / "checkpoints", keep=3)
     checkpointer.save(state, meta)
     checkpointer.close()
+    return state
 
 
 def free_port() -> int:
