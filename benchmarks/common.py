@@ -68,3 +68,16 @@ def command_line(module: str) -> str:
 def emit(record: dict[str, Any]) -> None:
     """Prints one JSON object on one line and flushes, so partial runs keep their lines."""
     print(json.dumps(record, sort_keys=False), flush=True)
+
+
+def load_config(spec: str):
+    """The config of `FILE[:VARIANT]` (as `--config=` takes it), unlocked for overrides."""
+    import importlib.util
+
+    path, _, variant = spec.partition(":")
+    module_spec = importlib.util.spec_from_file_location("benchmark_config", path)
+    if module_spec is None:
+        raise SystemExit(f"--config={spec}: {path} is not a Python config file")
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module.get_config(variant).unlock()

@@ -58,6 +58,7 @@ ALLOWED = {
     "ema_decay": _real(lambda v: 0 <= v < 1),
     "r1_gamma": _real(lambda v: math.isfinite(v) and v >= 0),
     "r1_every": _int_at_least(1),
+    "population": _int_at_least(0, 1024),
 }
 
 NUMERIC_FIELDS = sorted(
@@ -297,3 +298,42 @@ def test_typo_in_a_config_key_on_the_command_line_is_an_error(tmp_path):
     assert result.returncode != 0
     assert "num_epoch" in result.stderr
     assert not workdir.exists()
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        (
+            {"population": 3, "population_learning_rates": (1e-4, 2e-4)},
+            "config.population_learning_rates has 2 values but config.population=3; "
+            "allowed: () or exactly 3 values",
+        ),
+        (
+            {"population_learning_rates": (1e-4,)},
+            "config.population=0; allowed: () or exactly 0 values (set config.population",
+        ),
+        (
+            {"population": 4, "seed": 2**32 - 2},
+            f"config.seed={2**32 - 2} with config.population=4 needs seeds up to {2**32 + 1}",
+        ),
+        (
+            {"population": 2, "population_learning_rates": (1e-4, -1.0)},
+            "config.population_learning_rates=(0.0001, -1.0) is invalid; allowed: () "
+            "(every member uses learning_rate) or a tuple of positive finite numbers",
+        ),
+        ({"population": -1}, "config.population=-1 is invalid; allowed: 0 (one GAN)"),
+    ],
+)
+def test_population_fields_are_checked_with_each_other(changes, expected):
+    with pytest.raises(ValueError, match="Invalid config") as raised:
+        config_lib.validate_config(config_with(**changes))
+    assert expected in str(raised.value)
+
+
+def test_population_configs_are_valid():
+    from experiments.configs import population
+
+    for variant in ("", *population.VARIANTS):
+        config = population.get_config(variant)
+        config_lib.validate_config(config)
+        assert config.population == (2 if variant == "smoke" else 8)

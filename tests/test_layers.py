@@ -10,6 +10,7 @@ import pytest
 from jaxgan.models.layers import (
     Conv,
     Dropout,
+    PatchConv,
     SubpixelConvTranspose,
     bernoulli,
     matmul_f32,
@@ -121,6 +122,53 @@ def test_conv_equals_flax_conv_with_gradients(kernel_size, strides, padding, sha
     for result, expected in zip(*outputs_and_grads(variables, inputs)):
         for leaf, expected_leaf in zip(jax.tree.leaves(result), jax.tree.leaves(expected)):
             np.testing.assert_allclose(leaf, expected_leaf, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kernel_size, strides, padding, shape", CONV_GRAD_CASES)
+def test_patch_conv_equals_flax_conv_with_gradients(kernel_size, strides, padding, shape):
+    inputs = _normal(shape, seed=0)
+    reference = nn.Conv(4, kernel_size, strides, padding=padding)
+    layer = PatchConv(4, kernel_size, strides, padding=padding)
+    variables = _random_variables(reference, inputs, seed=1)
+    assert jax.tree.structure(variables) == jax.tree.structure(
+        jax.eval_shape(layer.init, jax.random.key(0), inputs)
+    )
+
+    def outputs_and_grads(module):
+        outputs, vjp = jax.vjp(module.apply, variables, inputs)
+        return outputs, *vjp(jnp.sin(outputs))
+
+    got, expected = (
+        jax.jit(outputs_and_grads, static_argnums=0)(layer),
+        outputs_and_grads(reference),
+    )
+    for leaf, expected_leaf in zip(jax.tree.leaves(got), jax.tree.leaves(expected), strict=True):
+        # Sums of up to 125 products of order 10, in another order: float32 rounding.
+        np.testing.assert_allclose(leaf, expected_leaf, rtol=1e-5, atol=1e-4)
+
+
+def test_patch_conv_under_vmap_over_kernels_has_no_convolution():
+    """Vmapped over members' kernels, a convolution becomes a grouped one; this stays matmuls."""
+    inputs = _normal((3, 2, 14, 14, 5), seed=0)  # 3 members
+    padding = ((1, 1), (1, 1))
+    variables = jax.vmap(PatchConv(4, (4, 4), (2, 2), padding=padding).init)(
+        jax.random.split(jax.random.key(0), 3), inputs
+    )
+
+    def loss(module):
+        def member_loss(variables, inputs):
+            return jnp.sum(jnp.sin(module.apply(variables, inputs)))
+
+        return jax.vmap(jax.grad(member_loss, argnums=(0, 1)))
+
+    patch_text = str(jax.make_jaxpr(loss(PatchConv(4, (4, 4), (2, 2), padding=padding)))(
+        variables, inputs
+    ))  # fmt: skip
+    conv_text = str(jax.make_jaxpr(loss(Conv(4, (4, 4), (2, 2), padding=padding)))(
+        variables, inputs
+    ))  # fmt: skip
+    assert "conv_general_dilated" not in patch_text
+    assert "feature_group_count=3" in conv_text  # What the plain layer turns into.
 
 
 def test_conv_second_derivative_equals_flax_conv():

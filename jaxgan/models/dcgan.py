@@ -14,7 +14,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxgan.models.layers import Conv, Dropout, SubpixelConvTranspose
+from jaxgan.models.layers import Conv, Dropout, PatchConv, SubpixelConvTranspose
 
 # PyTorch's BatchNorm defaults (momentum 0.1 there is 0.9 here), as in the reference DCGAN.
 _BATCH_NORM = dict(momentum=0.9, epsilon=1e-5)
@@ -83,6 +83,8 @@ class Discriminator(nn.Module):
     num_classes: int = 0
     spectral_norm: bool = False
     dtype: jnp.dtype = jnp.float32
+    # Convolutions as patches @ kernel (`layers.PatchConv`): for `jax.vmap` over members.
+    patch_convs: bool = False
 
     def _layer(self, layer: nn.Module, train: bool) -> Callable[[jax.Array], jax.Array]:
         if not self.spectral_norm:
@@ -94,14 +96,18 @@ class Discriminator(nn.Module):
     def __call__(
         self, images: jax.Array, labels: jax.Array | None = None, *, train: bool
     ) -> jax.Array:
-        conv = lambda features, **kw: self._layer(  # noqa: E731
-            Conv(features, (4, 4), strides=(2, 2), padding=((1, 1), (1, 1)), dtype=self.dtype,
-                 **kw),
-            train,
-        )  # fmt: skip
-        hidden = nn.leaky_relu(conv(self.width)(images), 0.2)  # [B, H/2, W/2, w]
+        def conv(index: int, features: int, **options) -> Callable[[jax.Array], jax.Array]:
+            # Named as the plain layer would be, so both forms have one parameter tree.
+            layer = PatchConv if self.patch_convs else Conv
+            return self._layer(
+                layer(features, (4, 4), strides=(2, 2), padding=((1, 1), (1, 1)),
+                      dtype=self.dtype, name=f"Conv_{index}", **options),
+                train,
+            )  # fmt: skip
+
+        hidden = nn.leaky_relu(conv(0, self.width)(images), 0.2)  # [B, H/2, W/2, w]
         hidden = Dropout(self.dropout_rate, deterministic=not train)(hidden)
-        hidden = conv(2 * self.width, use_bias=self.spectral_norm)(hidden)  # [B, H/4, W/4, 2w]
+        hidden = conv(1, 2 * self.width, use_bias=self.spectral_norm)(hidden)  # [B, H/4, W/4, 2w]
         if not self.spectral_norm:
             hidden = nn.BatchNorm(use_running_average=not train, dtype=self.dtype, **_BATCH_NORM)(
                 hidden
@@ -125,10 +131,16 @@ def build(
     image_shape: tuple[int, int, int],
     num_classes: int,
     spectral_norm: bool,
+    population: bool = False,
 ) -> tuple[nn.Module, nn.Module]:
-    """The registry's entry: (generator, discriminator)."""
+    """The registry's entry: (generator, discriminator).
+
+    With `population` (the pair is vmapped over a population's members) D's convolutions
+    are `layers.PatchConv`, which vmap turns into batched matmuls; G's transposed
+    convolutions are matmuls already.
+    """
     check_image_shape(image_shape)
     return (
         Generator(g_width, tuple(image_shape), num_classes, dtype),
-        Discriminator(d_width, dropout_rate, num_classes, spectral_norm, dtype),
+        Discriminator(d_width, dropout_rate, num_classes, spectral_norm, dtype, population),
     )

@@ -3,6 +3,7 @@
 Each one computes exactly what a plain flax layer computes (tested against it, gradients
 included) in a form that XLA's CPU backend runs fast: `SubpixelConvTranspose` for
 `nn.ConvTranspose(padding='SAME')`, `Conv` for `nn.Conv`, `Dropout` for `nn.Dropout`.
+`PatchConv` is `Conv` in the form `jax.vmap` over a population's members runs fast.
 """
 
 from __future__ import annotations
@@ -275,6 +276,76 @@ class Conv(nn.Module):
             padding = self.padding
         padding = tuple((int(low), int(high)) for low, high in padding)
         outputs = conv_nhwc(inputs, kernel, strides, padding)
+        if self.use_bias:
+            bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype)
+            outputs = outputs + bias.astype(outputs.dtype)
+        return outputs
+
+
+def extract_patches(
+    inputs: jax.Array,
+    kernel_size: tuple[int, int],
+    strides: tuple[int, int],
+    padding: tuple[tuple[int, int], tuple[int, int]],
+) -> jax.Array:
+    """[B, H, W, C] -> [B, H_out, W_out, kh * kw * C]: each output position's window.
+
+    Built from strided slices of the padded input (no convolution), features ordered
+    (kh, kw, C) like a flattened HWIO kernel; the gradient is pads and adds.
+    """
+    (kernel_h, kernel_w), (stride_h, stride_w) = kernel_size, strides
+    padded = jnp.pad(inputs, ((0, 0), padding[0], padding[1], (0, 0)))
+    out_h = (padded.shape[1] - kernel_h) // stride_h + 1
+    out_w = (padded.shape[2] - kernel_w) // stride_w + 1
+    windows = [
+        lax.slice(
+            padded,
+            (0, row, col, 0),
+            (
+                padded.shape[0],
+                row + stride_h * (out_h - 1) + 1,
+                col + stride_w * (out_w - 1) + 1,
+                padded.shape[3],
+            ),
+            (1, stride_h, stride_w, 1),
+        )  # fmt: skip
+        for row in range(kernel_h)
+        for col in range(kernel_w)
+    ]
+    return jnp.concatenate(windows, axis=-1)
+
+
+class PatchConv(Conv):
+    """`Conv` (same parameters, same values up to float rounding) as patches @ kernel.
+
+    One matmul [B*H_out*W_out, kh*kw*C_in] @ [kh*kw*C_in, C_out] over `extract_patches`.
+    Under `jax.vmap` over a population's members, each with its own kernel, this stays a
+    batched matmul; a convolution would become a grouped one (`feature_group_count=K`),
+    and its kernel gradient a convolution with `batch_group_count=K`, which XLA runs
+    several times slower than K separate convolutions (`benchmarks.population_speed`).
+    """
+
+    @nn.compact
+    def __call__(self, inputs: jax.Array) -> jax.Array:
+        """[B, H, W, C_in] -> [B, H_out, W_out, features]."""
+        kernel_size, strides = tuple(self.kernel_size), tuple(self.strides)
+        kernel = self.param(
+            "kernel",
+            self.kernel_init,
+            (*kernel_size, inputs.shape[-1], self.features),
+            self.param_dtype,
+        )
+        inputs, kernel = nn.dtypes.promote_dtype(inputs, kernel, dtype=self.dtype)
+        if isinstance(self.padding, str):
+            padding = lax.padtype_to_pads(inputs.shape[1:3], kernel_size, strides, self.padding)
+        else:
+            padding = self.padding
+        padding = tuple((int(low), int(high)) for low, high in padding)
+        patches = extract_patches(inputs, kernel_size, strides, padding)
+        outputs = matmul_f32(
+            patches.reshape(-1, patches.shape[-1]), kernel.reshape(-1, self.features)
+        )
+        outputs = outputs.reshape(*patches.shape[:3], self.features).astype(inputs.dtype)
         if self.use_bias:
             bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype)
             outputs = outputs + bias.astype(outputs.dtype)
