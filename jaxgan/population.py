@@ -111,7 +111,17 @@ def create(
 
 def with_learning_rates(state: GANState, rates: Sequence[float]) -> GANState:
     """A stacked state with its members' learning rates set to `rates`."""
-    return jax.vmap(set_learning_rate)(state, jnp.asarray(rates, jnp.float32))
+
+    def with_rates(opt_state):
+        # A new array for each optimizer: one buffer in two leaves cannot be donated.
+        rates_array = jnp.array(rates, jnp.float32)
+        return opt_state._replace(
+            hyperparams={**opt_state.hyperparams, "learning_rate": rates_array}
+        )
+
+    return state.replace(
+        g_opt_state=with_rates(state.g_opt_state), d_opt_state=with_rates(state.d_opt_state)
+    )
 
 
 def learning_rates_of(state: GANState) -> list[float]:
