@@ -4,16 +4,21 @@
   python -m benchmarks.quality --config=experiments/configs/dcgan.py \\
       --config=experiments/configs/dcgan_best.py --config=experiments/configs/cdcgan.py \\
       --seeds=3 --parallel=9 --workdir=results/quality
-  python -m benchmarks.quality --config=experiments/configs/dcgan.py:smoke --seeds=1 \\
+  python -m benchmarks.quality --config=experiments/configs/dcgan.py:smoke --seeds=2 \\
       --num_samples=16 --override num_epochs=2
 
-Each seed of each config is trained by its own `python -m experiments.train` process
-(`--config.seed=S --workdir=DIR/NAME/seedS --config.eval_every=0
---config.checkpoint_every=0`, plus every `--override FIELD=VALUE`), up to `--parallel` at
-once; its log is `DIR/NAME/seedS.log`. Running the same command again resumes unfinished
-runs and only re-evaluates finished ones. With `--parallel > 1` every process gets
-`XLA_PYTHON_CLIENT_PREALLOCATE=false` and `XLA_PYTHON_CLIENT_MEM_FRACTION=0.9/parallel`
-(unless already set), so that they share one accelerator.
+The seeds of each config are trained as one population (`config.population`, see
+`jaxgan.population`): one `python -m experiments.train` process per config
+(`--config.seed=FIRST --config.population=S --workdir=DIR/NAME/seedsFIRST-LAST
+--config.eval_every=0 --config.checkpoint_every=0`, plus every `--override FIELD=VALUE`)
+trains all S seeds in one program, and member i is exactly the run of seed FIRST + i; its
+log is `DIR/NAME/seedsFIRST-LAST.log`. With `--no-population` (or an override of
+`population`) each seed gets its own process instead (`--workdir=DIR/NAME/seedS`, log
+`DIR/NAME/seedS.log`). Up to `--parallel` processes run at once. Running the same
+command again resumes unfinished runs and only re-evaluates finished ones. With
+`--parallel > 1` every process gets `XLA_PYTHON_CLIENT_PREALLOCATE=false` and
+`XLA_PYTHON_CLIENT_MEM_FRACTION=0.9/parallel` (unless already set), so that they share
+one accelerator.
 
 Then this process scores each final checkpoint (`jaxgan.checkpoint.load_run`) with
 `jaxgan.evaluation.Evaluator`: N = `--num_samples` generated images (latents from
@@ -86,6 +91,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seeds", type=int, default=3, help="seeds 0..S-1 (see --first_seed)")
     parser.add_argument("--first_seed", type=int, default=0)
     parser.add_argument("--parallel", type=int, default=1, help="training processes at once")
+    parser.add_argument(
+        "--population", action=argparse.BooleanOptionalAction, default=True,
+        help="train a config's seeds as one population (default); --no-population: a "
+        "process per seed",
+    )  # fmt: skip
     parser.add_argument("--workdir", default="results/quality")
     parser.add_argument("--num_samples", type=int, default=10000, help="N for every metric")
     parser.add_argument("--batch_size", type=int, default=250, help="generator/Inception batch")
@@ -105,8 +115,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         field, sep, _ = override.partition("=")
         if not sep or not field or field.startswith("-"):
             parser.error(f"--override {override!r} is not FIELD=VALUE (e.g. num_epochs=5)")
-        if field in ("seed",):
-            parser.error("--override seed=... is not allowed: use --seeds and --first_seed")
+        if field in ("seed", "population_learning_rates"):
+            parser.error(f"--override {field}=... is not allowed: use --seeds and --first_seed")
+        if field == "population":
+            args.population = False  # The override decides; each seed its own run.
     return args
 
 
@@ -127,11 +139,13 @@ def run_name(config_spec: str, overrides: Sequence[str]) -> str:
 
 
 def train_command(
-    config_spec: str, seed: int, workdir: str | Path, overrides: Sequence[str]
+    config_spec: str, seed: int, workdir: str | Path, overrides: Sequence[str], members: int = 0
 ) -> list[str]:
-    """The `python -m experiments.train` arguments of one seed (without the interpreter)."""
+    """The `python -m experiments.train` arguments of one seed, or of `members` seeds from
+    `seed` on as one population (without the interpreter)."""
     return [
         "-m", "experiments.train", f"--config={config_spec}", f"--config.seed={seed}",
+        *([f"--config.population={members}"] if members else []),
         f"--workdir={workdir}", "--config.eval_every=0", "--config.checkpoint_every=0",
         "--config.progress=False", *(f"--config.{override}" for override in overrides),
     ]  # fmt: skip
@@ -148,7 +162,7 @@ def subprocess_environment(parallel: int, base: dict[str, str] | None = None) ->
 
 @dataclasses.dataclass
 class TrainJob:
-    """One seed's training process and what became of it."""
+    """One training process (one seed, or `members` seeds as a population) and its end."""
 
     config_spec: str
     name: str
@@ -156,13 +170,16 @@ class TrainJob:
     workdir: Path
     overrides: tuple[str, ...]
     log_path: Path
+    members: int = 0
     returncode: int | None = None
     seconds: float = 0.0
 
     @property
     def command(self) -> str:
         """The training command as typed from the repository root."""
-        arguments = train_command(self.config_spec, self.seed, self.workdir, self.overrides)
+        arguments = train_command(
+            self.config_spec, self.seed, self.workdir, self.overrides, self.members
+        )
         return shlex.join(["python", *arguments])
 
 
@@ -187,7 +204,7 @@ def run_jobs(jobs: Sequence[TrainJob], parallel: int) -> None:
                 # Absolute paths: the process runs from the repository root.
                 arguments = train_command(
                     _absolute_spec(job.config_spec), job.seed, job.workdir.resolve(),
-                    job.overrides,
+                    job.overrides, job.members,
                 )  # fmt: skip
                 with job.log_path.open("w") as log_file:
                     process = subprocess.Popen(
@@ -195,7 +212,9 @@ def run_jobs(jobs: Sequence[TrainJob], parallel: int) -> None:
                         stdout=log_file, stderr=subprocess.STDOUT,
                     )  # fmt: skip
                 running.append((job, process, time.perf_counter()))
-                log.info("training %s seed %d (log %s)", job.name, job.seed, job.log_path)
+                what = (f"seeds {job.seed}..{job.seed + job.members - 1} as one population"
+                        if job.members else f"seed {job.seed}")  # fmt: skip
+                log.info("training %s %s (log %s)", job.name, what, job.log_path)
             time.sleep(0.2)
             for entry in list(running):
                 job, process, start = entry
@@ -511,6 +530,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     jobs = []
     for spec in dict.fromkeys(args.config):  # Each config once, in order.
         name = run_name(spec, args.override)
+        if args.population:
+            folder = f"seeds{seeds[0]}-{seeds[-1]}"
+            jobs.append(TrainJob(spec, name, seeds[0], root / name / folder,
+                                 tuple(args.override), root / name / f"{folder}.log",
+                                 members=len(seeds)))  # fmt: skip
+            continue
         for seed in seeds:
             workdir = root / name / f"seed{seed}"
             jobs.append(TrainJob(spec, name, seed, workdir, tuple(args.override),
@@ -532,9 +557,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     summaries, failed = [], False
     for spec in dict.fromkeys(args.config):
         records, floor, summary_extra = [], None, {}
-        for job in (j for j in jobs if j.config_spec == spec):
-            base = {"config": spec, "name": job.name, "seed": job.seed,
-                    "workdir": str(job.workdir)}  # fmt: skip
+        runs = [(job, member) for job in jobs if job.config_spec == spec
+                for member in (range(job.members) if job.members else [None])]  # fmt: skip
+        for job, member in runs:
+            seed = job.seed + (member or 0)
+            base = {"config": spec, "name": job.name, "seed": seed, "workdir": str(job.workdir),
+                    **({"population_member": member} if member is not None else {})}  # fmt: skip
             if job.returncode != 0:
                 failed = True
                 common.emit({**base, "error": f"training exited with {job.returncode}",
@@ -542,7 +570,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "command": job.command})  # fmt: skip
                 continue
             load_start = time.perf_counter()
-            config, state, meta = load_run(job.workdir)
+            config, state, meta = load_run(job.workdir, member=member)
             load_seconds = time.perf_counter() - load_start
             info = DatasetInfo.from_dict(meta["dataset_info"])
             data_key = (config.dataset, config.image_size, config.channels, config.data_dir,

@@ -208,6 +208,13 @@ def test_run_names_commands_and_environment():
     assert command[:3] == ["-m", "experiments.train", "--config=c.py:smoke"]
     assert "--config.seed=2" in command and "--workdir=out/seed2" in command
     assert "--config.eval_every=0" in command and command[-1] == "--config.num_epochs=5"
+    assert not any("population" in part for part in command)
+    together = quality.train_command("c.py", 4, "out/seeds4-6", [], members=3)
+    assert "--config.seed=4" in together and "--config.population=3" in together
+    assert quality.parse_args(["--config=c.py"]).population
+    assert not quality.parse_args(["--config=c.py", "--no-population"]).population
+    # An override of population decides for itself: a process per seed.
+    assert not quality.parse_args(["--config=c.py", "--override", "population=2"]).population
     environment = quality.subprocess_environment(3, {"PATH": "/bin"})
     assert environment["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"
     assert environment["XLA_PYTHON_CLIENT_MEM_FRACTION"] == "0.300"
@@ -237,7 +244,7 @@ def test_the_benchmark_trains_a_seed_and_prints_json_lines(tmp_path):
     command = [
         sys.executable, "-m", "benchmarks.quality", "--config=experiments/configs/dcgan.py:smoke",
         "--seeds=1", "--first_seed=5", "--num_samples=16", "--batch_size=16",
-        f"--workdir={workdir}",
+        f"--workdir={workdir}", "--no-population",
     ]  # fmt: skip
     completed = subprocess.run(
         command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=900,
@@ -265,3 +272,29 @@ def test_the_benchmark_trains_a_seed_and_prints_json_lines(tmp_path):
     assert config["seed"] == 5 and config["eval_every"] == 0
     assert (workdir / "dcgan_smoke" / "seed5.log").is_file()
     assert not (run / "fid_result.txt").exists()
+
+
+def test_the_benchmark_trains_its_seeds_as_one_population(tmp_path):
+    """Two seeds in one training process; each member is scored as its seed."""
+    workdir = tmp_path / "quality"
+    command = [
+        sys.executable, "-m", "benchmarks.quality", "--config=experiments/configs/dcgan.py:smoke",
+        "--seeds=2", "--first_seed=3", "--num_samples=16", "--batch_size=16",
+        f"--workdir={workdir}", "--override", "num_train_examples=256",
+    ]  # fmt: skip
+    completed = subprocess.run(
+        command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=900,
+        env={**os.environ, "JAX_PLATFORMS": "cpu"},
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    lines = [json.loads(line) for line in completed.stdout.splitlines() if line.startswith("{")]
+    seeds = [line for line in lines if "seed" in line and "summary" not in line]
+    assert [(s["seed"], s["population_member"]) for s in seeds] == [(3, 0), (4, 1)]
+    assert seeds[0]["fid"] != seeds[1]["fid"]
+    assert all("--config.population=2" in s["command"] for s in seeds)
+    (summary,) = [line for line in lines if line.get("summary")]
+    assert summary["seeds"] == [3, 4] and summary["fid_std"] is not None
+    run = workdir / next(p.name for p in workdir.iterdir()) / "seeds3-4"
+    config = json.loads((run / "config.json").read_text())
+    assert config["population"] == 2 and config["seed"] == 3
+    assert "training" in completed.stderr and "seeds 3..4 as one population" in completed.stderr
