@@ -28,6 +28,18 @@ def pixel_features(preprocessed: jax.Array) -> jax.Array:
     return pooled.reshape(preprocessed.shape[0], -1)
 
 
+def fake_splits(monkeypatch) -> None:
+    """40 random images per split instead of FashionMNIST's."""
+    rng = np.random.default_rng(0)
+    splits = {
+        split: (rng.integers(0, 256, (40, 28, 28, 1), dtype=np.uint8), rng.integers(0, 10, 40))
+        for split in ("train", "test")
+    }
+    monkeypatch.setattr(
+        _evaluation, "load_split", lambda config, split: (*splits[split], f"fashion_mnist:{split}")
+    )
+
+
 @pytest.fixture
 def workdir(tmp_path, tiny_config, monkeypatch):
     """A training workdir with a step-0 checkpoint; its dataset is 40 random images."""
@@ -46,14 +58,7 @@ def workdir(tmp_path, tiny_config, monkeypatch):
     )
     checkpointer.close()
     (tmp_path / "config.json").write_text(json.dumps(config.to_dict()))
-    rng = np.random.default_rng(0)
-    splits = {
-        split: (rng.integers(0, 256, (40, 28, 28, 1), dtype=np.uint8), rng.integers(0, 10, 40))
-        for split in ("train", "test")
-    }
-    monkeypatch.setattr(
-        _evaluation, "load_split", lambda config, split: (*splits[split], f"fashion_mnist:{split}")
-    )
+    fake_splits(monkeypatch)
     return tmp_path
 
 
@@ -184,14 +189,7 @@ def population_workdir(tmp_path, tiny_config, monkeypatch):
         population=2,
     )
     state = write_population_checkpoint(tmp_path, config, 3)
-    rng = np.random.default_rng(0)
-    splits = {
-        split: (rng.integers(0, 256, (40, 28, 28, 1), dtype=np.uint8), rng.integers(0, 10, 40))
-        for split in ("train", "test")
-    }
-    monkeypatch.setattr(
-        _evaluation, "load_split", lambda config, split: (*splits[split], f"fashion_mnist:{split}")
-    )
+    fake_splits(monkeypatch)
     return tmp_path, state
 
 

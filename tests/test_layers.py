@@ -101,11 +101,15 @@ CONV_GRAD_CASES = [
 ]
 
 
+# PatchConv sums up to 125 products of order 10 in another order: float32 rounding.
+@pytest.mark.parametrize("layer_class, atol", [(Conv, 1e-5), (PatchConv, 1e-4)])
 @pytest.mark.parametrize("kernel_size, strides, padding, shape", CONV_GRAD_CASES)
-def test_conv_equals_flax_conv_with_gradients(kernel_size, strides, padding, shape):
+def test_conv_layers_equal_flax_conv_with_gradients(
+    layer_class, atol, kernel_size, strides, padding, shape
+):
     inputs = _normal(shape, seed=0)
     reference = nn.Conv(4, kernel_size, strides, padding=padding)
-    layer = Conv(4, kernel_size, strides, padding=padding)
+    layer = layer_class(4, kernel_size, strides, padding=padding)
     variables = _random_variables(reference, inputs, seed=1)
     assert jax.tree.structure(variables) == jax.tree.structure(
         jax.eval_shape(layer.init, jax.random.key(0), inputs)
@@ -121,30 +125,7 @@ def test_conv_equals_flax_conv_with_gradients(kernel_size, strides, padding, sha
 
     for result, expected in zip(*outputs_and_grads(variables, inputs)):
         for leaf, expected_leaf in zip(jax.tree.leaves(result), jax.tree.leaves(expected)):
-            np.testing.assert_allclose(leaf, expected_leaf, rtol=1e-5, atol=1e-5)
-
-
-@pytest.mark.parametrize("kernel_size, strides, padding, shape", CONV_GRAD_CASES)
-def test_patch_conv_equals_flax_conv_with_gradients(kernel_size, strides, padding, shape):
-    inputs = _normal(shape, seed=0)
-    reference = nn.Conv(4, kernel_size, strides, padding=padding)
-    layer = PatchConv(4, kernel_size, strides, padding=padding)
-    variables = _random_variables(reference, inputs, seed=1)
-    assert jax.tree.structure(variables) == jax.tree.structure(
-        jax.eval_shape(layer.init, jax.random.key(0), inputs)
-    )
-
-    def outputs_and_grads(module):
-        outputs, vjp = jax.vjp(module.apply, variables, inputs)
-        return outputs, *vjp(jnp.sin(outputs))
-
-    got, expected = (
-        jax.jit(outputs_and_grads, static_argnums=0)(layer),
-        outputs_and_grads(reference),
-    )
-    for leaf, expected_leaf in zip(jax.tree.leaves(got), jax.tree.leaves(expected), strict=True):
-        # Sums of up to 125 products of order 10, in another order: float32 rounding.
-        np.testing.assert_allclose(leaf, expected_leaf, rtol=1e-5, atol=1e-4)
+            np.testing.assert_allclose(leaf, expected_leaf, rtol=1e-5, atol=atol)
 
 
 def test_patch_conv_under_vmap_over_kernels_has_no_convolution():

@@ -238,6 +238,17 @@ def test_markdown_table_shows_mean_and_std_and_the_floor():
     assert "| 2.50 |" in table[2]
 
 
+def run_benchmark(command):
+    """Runs the benchmark on CPU; (the completed process, its JSON lines)."""
+    completed = subprocess.run(
+        command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=900,
+        env={**os.environ, "JAX_PLATFORMS": "cpu"},
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    lines = [json.loads(line) for line in completed.stdout.splitlines() if line.startswith("{")]
+    return completed, lines
+
+
 def test_the_benchmark_trains_a_seed_and_prints_json_lines(tmp_path):
     """One real run: the smoke config, one seed, N=16 with the real Inception network."""
     workdir = tmp_path / "quality"
@@ -246,12 +257,7 @@ def test_the_benchmark_trains_a_seed_and_prints_json_lines(tmp_path):
         "--seeds=1", "--first_seed=5", "--num_samples=16", "--batch_size=16",
         f"--workdir={workdir}", "--no-population",
     ]  # fmt: skip
-    completed = subprocess.run(
-        command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=900,
-        env={**os.environ, "JAX_PLATFORMS": "cpu"},
-    )  # fmt: skip
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    lines = [json.loads(line) for line in completed.stdout.splitlines() if line.startswith("{")]
+    completed, lines = run_benchmark(command)
     seeds = [line for line in lines if "seed" in line and "summary" not in line]
     floors = [line for line in lines if line.get("floor") is True]
     summaries = [line for line in lines if line.get("summary")]
@@ -282,12 +288,7 @@ def test_the_benchmark_trains_its_seeds_as_one_population(tmp_path):
         "--seeds=2", "--first_seed=3", "--num_samples=16", "--batch_size=16",
         f"--workdir={workdir}", "--override", "num_train_examples=256",
     ]  # fmt: skip
-    completed = subprocess.run(
-        command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=900,
-        env={**os.environ, "JAX_PLATFORMS": "cpu"},
-    )  # fmt: skip
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    lines = [json.loads(line) for line in completed.stdout.splitlines() if line.startswith("{")]
+    completed, lines = run_benchmark(command)
     seeds = [line for line in lines if "seed" in line and "summary" not in line]
     assert [(s["seed"], s["population_member"]) for s in seeds] == [(3, 0), (4, 1)]
     assert seeds[0]["fid"] != seeds[1]["fid"]

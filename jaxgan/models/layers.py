@@ -275,11 +275,16 @@ class Conv(nn.Module):
         else:
             padding = self.padding
         padding = tuple((int(low), int(high)) for low, high in padding)
-        outputs = conv_nhwc(inputs, kernel, strides, padding)
+        outputs = self.convolve(inputs, kernel, strides, padding)
         if self.use_bias:
             bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype)
             outputs = outputs + bias.astype(outputs.dtype)
         return outputs
+
+    @staticmethod
+    def convolve(inputs, kernel, strides, padding) -> jax.Array:
+        """The convolution itself, on the promoted inputs and kernel, without the bias."""
+        return conv_nhwc(inputs, kernel, strides, padding)
 
 
 def extract_patches(
@@ -325,31 +330,13 @@ class PatchConv(Conv):
     several times slower than K separate convolutions (`benchmarks.population_speed`).
     """
 
-    @nn.compact
-    def __call__(self, inputs: jax.Array) -> jax.Array:
-        """[B, H, W, C_in] -> [B, H_out, W_out, features]."""
-        kernel_size, strides = tuple(self.kernel_size), tuple(self.strides)
-        kernel = self.param(
-            "kernel",
-            self.kernel_init,
-            (*kernel_size, inputs.shape[-1], self.features),
-            self.param_dtype,
-        )
-        inputs, kernel = nn.dtypes.promote_dtype(inputs, kernel, dtype=self.dtype)
-        if isinstance(self.padding, str):
-            padding = lax.padtype_to_pads(inputs.shape[1:3], kernel_size, strides, self.padding)
-        else:
-            padding = self.padding
-        padding = tuple((int(low), int(high)) for low, high in padding)
-        patches = extract_patches(inputs, kernel_size, strides, padding)
+    @staticmethod
+    def convolve(inputs, kernel, strides, padding) -> jax.Array:
+        patches = extract_patches(inputs, kernel.shape[:2], strides, padding)
         outputs = matmul_f32(
-            patches.reshape(-1, patches.shape[-1]), kernel.reshape(-1, self.features)
+            patches.reshape(-1, patches.shape[-1]), kernel.reshape(-1, kernel.shape[-1])
         )
-        outputs = outputs.reshape(*patches.shape[:3], self.features).astype(inputs.dtype)
-        if self.use_bias:
-            bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype)
-            outputs = outputs + bias.astype(outputs.dtype)
-        return outputs
+        return outputs.reshape(*patches.shape[:3], kernel.shape[-1]).astype(inputs.dtype)
 
 
 def threefry_2x32(
