@@ -110,7 +110,7 @@ def panel_layout(records: Sequence[dict[str, Any]]) -> list[Panel]:
     evaluation = [key for key in keys if is_evaluation(key)]
     losses = [key for key in training if key.endswith("_loss")]
     d_outputs = [key for key in D_OUTPUT_LABELS if key in training]
-    fid = [key for key in evaluation if key.startswith("fid")]
+    fid = [key for key in evaluation if key.startswith("fid") and not _is_error_bar(key, keys)]
     kid = [key for key in evaluation if key.startswith("kid") and not _is_error_bar(key, keys)]
     panels = [
         Panel("Losses", tuple(losses), False),
@@ -127,8 +127,14 @@ def panel_layout(records: Sequence[dict[str, Any]]) -> list[Panel]:
     return [panel for panel in panels if panel.keys]
 
 
+_MEMBERS_STD = "_members_std"
+
+
 def _is_error_bar(key: str, keys: dict[str, None]) -> bool:
-    """`kid_std` is drawn as the error bars of `kid_mean` when both exist."""
+    """`kid_std` is drawn as the error bars of `kid_mean`, and a population's
+    `fid_members_std` as those of `fid`, when both exist."""
+    if key.endswith(_MEMBERS_STD):
+        return key[: -len(_MEMBERS_STD)] in keys
     return key.endswith("_std") and f"{key[: -len('_std')]}_mean" in keys
 
 
@@ -136,7 +142,7 @@ def _series(
     records: Sequence[dict[str, Any]], key: str
 ) -> tuple[list[float], list[float], list[float] | None]:
     """Epochs, finite values of `key`, and its `_std` partner's values where it has one."""
-    std_key = f"{key[: -len('_mean')]}_std" if key.endswith("_mean") else None
+    std_key = f"{key[: -len('_mean')]}_std" if key.endswith("_mean") else f"{key}{_MEMBERS_STD}"
     epochs, values, stds = [], [], []
     for position, record in enumerate(records, start=1):
         value = _numeric(record.get(key))

@@ -139,3 +139,17 @@ def test_read_metrics_skips_only_a_truncated_last_line(tmp_path):
     path.write_text("[1, 2]\n" + lines[0] + "\n")
     with pytest.raises(ValueError, match="line 1 is list"):
         plots.read_metrics(path)
+
+
+def test_a_populations_fid_spread_is_drawn_as_error_bars_of_its_mean_fid(tmp_path):
+    records = [
+        {"epoch": 1, "step": 5, "d_loss": 1.0, "members": [{"fid": 40.0}, {"fid": 44.0}],
+         "fid": 42.0, "fid_members_std": 2.83, "eval_seconds": 3.0},
+        {"epoch": 2, "step": 10, "d_loss": 0.9, "members": [{"fid": 30.0}, {"fid": 32.0}],
+         "fid": 31.0, "fid_members_std": 1.41, "eval_seconds": 3.0},
+    ]  # fmt: skip
+    fid_panel = next(p for p in plots.panel_layout(records) if p.title == "FID")
+    assert fid_panel.keys == ("fid",)
+    assert plots._series(records, "fid") == ([1, 2], [42.0, 31.0], [2.83, 1.41])
+    assert plots._series(records, "d_loss")[2] is None
+    assert plots.write_curves(records, tmp_path / "curves.png").stat().st_size > 0
