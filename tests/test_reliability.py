@@ -441,3 +441,33 @@ def test_unwritable_workdir_exits_1_with_the_error(tmp_path):
     )
     assert result.returncode == 1
     assert f"error: workdir='{workdir}' is not writable" in result.stderr
+
+
+@pytest.mark.slow
+def test_a_population_stopped_mid_epoch_resumes_bitwise(tmp_path, run_env):
+    """K=2: the mid-epoch checkpoint holds both members and their per-step metrics [S, K]."""
+    from jaxgan.checkpoint import load_run
+
+    population = "--config.population=2"
+    reference = tmp_path / "reference"
+    result = train(reference, run_env, population)
+    assert result.returncode == 0, result.stderr[-3000:]
+    workdir = tmp_path / "run"
+    paused = PausedRun(workdir, run_env, {"JAXGAN_PAUSE_AFTER_STEP": 6}, population)
+    assert paused.wait_for_pause() == 6
+    paused.process.send_signal(signal.SIGTERM)
+    paused.release()
+    returncode, output = paused.finish()
+    assert returncode == 128 + signal.SIGTERM, output[-3000:]
+    assert latest_step(workdir) == 6
+
+    result = train(workdir, run_env, population)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Resumed from" in (workdir / "train.log").read_text()
+    for member in (0, 1):
+        _, expected, _ = load_run(reference, member=member)
+        _, actual, _ = load_run(workdir, member=member)
+        for want, got in zip(jax.tree.leaves(expected), jax.tree.leaves(actual), strict=True):
+            assert np.array_equal(want, got)
+    assert metric_records(workdir) == metric_records(reference)
+    assert len(metric_records(workdir)[1]["members"]) == 2
