@@ -11,7 +11,7 @@ The seeds of each config are trained as one population (`config.population`, see
 `jaxgan.population`): one `python -m experiments.train` process per config
 (`--config.seed=FIRST --config.population=S --workdir=DIR/NAME/seedsFIRST-LAST
 --config.eval_every=0 --config.checkpoint_every=0`, plus every `--override FIELD=VALUE`)
-trains all S seeds in one program, and member i is exactly the run of seed FIRST + i; its
+trains all S seeds in one program, and member i is the run of seed FIRST + i; its
 log is `DIR/NAME/seedsFIRST-LAST.log`. With `--no-population` (or an override of
 `population`) each seed gets its own process instead (`--workdir=DIR/NAME/seedS`, log
 `DIR/NAME/seedS.log`). Up to `--parallel` processes run at once. Running the same

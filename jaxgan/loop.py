@@ -1,7 +1,9 @@
 """The impure part of training: data, progress, signals, resume and the periodic actions.
 
 `train_and_evaluate(config, workdir)` runs (or resumes) one training run and writes every
-output into `workdir` (see the README's "Outputs" section).
+output into `workdir` (see the README's "Outputs" section). With `config.population = K`
+the run trains K GANs as one program (`jaxgan.population`): the state is stacked, and the
+grids, evaluations and reports are per member.
 
 What a rerun of the same command can rely on:
   * nothing in the workdir changes until the config has been checked against the data

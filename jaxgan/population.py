@@ -4,9 +4,9 @@
 `i` is the GAN a single run would train with `seed = config.seed + i` and, when
 `config.population_learning_rates` is given, that member's learning rate: its own
 initial parameters, its own shuffle of every epoch, its own noise, its own sample grid
-and its own FID. They share nothing but the compiled program, which lets one accelerator
-work on K small GANs at the cost of little more than one (see the README's
-"Performance").
+and its own FID. They share nothing but the compiled program, which runs them faster
+than one after the other where one GAN leaves the accelerator partly idle (8 DCGANs on an
+H200: 5.5x the time of one, 1.46x faster than 8 runs in sequence; README, "Performance").
 
     state = population.create(config, [key0, key1], [2e-4, 1e-4], image_shape=..., ...)
     step = jax.jit(population.vmap(train_step))        # one program for both

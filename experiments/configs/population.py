@@ -6,8 +6,9 @@ Variants:
   :smoke  two tiny members, one short epoch, every output written (tests; grids are noise)
   :lr     eight members, each with its own learning rate (1e-4 to 5e-4)
 
-Member i is exactly the DCGAN of `dcgan.py` with seed i (its own initialisation, data
-order and noise), so the eight FIDs are eight seeds of `dcgan.py`. Outputs per member:
+Member i is the DCGAN of `dcgan.py` with seed i (its own initialisation, data order and
+noise; its parameters equal that single run's up to float rounding), so the eight FIDs are
+eight seeds of `dcgan.py`. Outputs per member:
 `samples/epoch_XXXX_member{i}.png`, `fashion_mnist_samples_member{i}.png`,
 `fid_result_member{i}.txt`; `fid_result.txt` lists every member and the mean ± std, and
 each line of `metrics.jsonl` has the members' means and a `members` list. Evaluation runs
