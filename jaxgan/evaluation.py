@@ -14,7 +14,7 @@ import hashlib
 import logging
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -33,7 +33,7 @@ from jaxgan.metrics.features import (
     inception_features,
 )
 from jaxgan.metrics.frechet import feature_statistics, frechet_distance, warn_if_small_sample
-from jaxgan.metrics.manifold import prdc
+from jaxgan.metrics.manifold import prdc, real_radii
 from jaxgan.metrics.mmd import kid_from_features
 from jaxgan.train import GANState, discriminate, images_to_float, sample
 
@@ -41,10 +41,12 @@ __all__ = [
     "FEATURE_DTYPES",
     "EvaluationInterrupted",
     "Evaluator",
+    "RealSummary",
     "discriminator_logits",
     "feature_metrics",
     "generate_images",
     "reference_features",
+    "summarise_real",
 ]
 
 log = logging.getLogger(__name__)
@@ -195,6 +197,21 @@ def reference_features(
     return features
 
 
+class RealSummary(NamedTuple):
+    """What the metrics need of the real features alone: their mean, covariance and the
+    k-th neighbour radii of precision/recall (k=3) and density/coverage (k=5)."""
+
+    mu: np.ndarray
+    sigma: np.ndarray
+    radii: dict[int, np.ndarray]
+
+
+def summarise_real(real_features: np.ndarray) -> RealSummary:
+    """The `RealSummary` of reference features, for `feature_metrics(real_summary=...)`."""
+    mu, sigma = feature_statistics(real_features)
+    return RealSummary(mu, sigma, real_radii(real_features, (3, 5)))
+
+
 def feature_metrics(
     real_features: np.ndarray,
     fake_features: np.ndarray,
@@ -202,8 +219,13 @@ def feature_metrics(
     kid_subsets: int,
     kid_size: int,
     seed: int = 0,
+    real_summary: RealSummary | None = None,
 ) -> dict[str, Any]:
     """FID, KID, precision/recall and density/coverage of two pool3 feature sets.
+
+    `real_summary` (`summarise_real(real_features)`) skips the work on the real features
+    alone, for an evaluator that scores one generator after another; the results are the
+    same bits.
 
     Returns:
       {'fid', 'kid_mean', 'kid_std', 'precision', 'recall', 'density', 'coverage': floats,
@@ -211,14 +233,15 @@ def feature_metrics(
       features inside the real manifold (fidelity), recall that of real features inside the
       generated one (diversity).
     """
-    real_mu, real_sigma = feature_statistics(real_features)
+    if real_summary is None:
+        real_summary = summarise_real(real_features)
     fake_mu, fake_sigma = feature_statistics(fake_features)
     kid_mean, kid_std = kid_from_features(
         real_features, fake_features, num_subsets=kid_subsets, subset_size=kid_size, seed=seed
     )
-    scores = prdc(real_features, fake_features)
+    scores = prdc(real_features, fake_features, real_radii=real_summary.radii)
     return {
-        "fid": frechet_distance(real_mu, real_sigma, fake_mu, fake_sigma),
+        "fid": frechet_distance(real_summary.mu, real_summary.sigma, fake_mu, fake_sigma),
         "kid_mean": kid_mean,
         "kid_std": kid_std,
         "precision": scores["precision"],
@@ -292,6 +315,7 @@ class Evaluator:
         self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
         self.feature_fn = feature_fn
         self._real_features: np.ndarray | None = None
+        self._real_summary: RealSummary | None = None
         warn_if_small_sample(self.num, self.num, _SMALL_N_HINT)
 
     @classmethod
@@ -369,9 +393,12 @@ class Evaluator:
         """All metrics of generated images, and of `state`'s D on them and on the reference."""
         real_features = self.real_features(should_stop)
         fake_features = self.fake_features(fake_images, should_stop)
+        if self._real_summary is None:  # Once per evaluator: every evaluation reuses it.
+            self._real_summary = summarise_real(real_features)
         results = feature_metrics(
-            real_features, fake_features, kid_subsets=self.kid_subsets, kid_size=self.kid_size
-        )
+            real_features, fake_features, kid_subsets=self.kid_subsets, kid_size=self.kid_size,
+            real_summary=self._real_summary,
+        )  # fmt: skip
         check_stop(should_stop, "the discriminator metrics")
         real_labels = self.reference_labels if _is_conditional(state) else None
         d_scores = discriminator_metrics(

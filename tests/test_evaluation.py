@@ -67,6 +67,39 @@ def test_feature_metrics_agree_with_direct_calls():
     assert abs(same["fid"]) < 1e-6 and same["precision"] == same["recall"] == 1.0
 
 
+def test_a_real_summary_gives_the_same_bits_and_must_fit_the_real_features():
+    rng = np.random.default_rng(3)
+    real, fake = rng.normal(size=(40, 6)), rng.normal(0.5, 1.0, size=(40, 6))
+    summary = evaluation.summarise_real(real)
+    fresh = evaluation.feature_metrics(real, fake, kid_subsets=5, kid_size=20)
+    reused = evaluation.feature_metrics(real, fake, kid_subsets=5, kid_size=20,
+                                        real_summary=summary)  # fmt: skip
+    assert reused == fresh
+    with pytest.raises(ValueError, match=r"real_radii must hold \[30\] radii"):
+        evaluation.feature_metrics(real[:30], fake, kid_subsets=5, kid_size=20,
+                                   real_summary=summary)  # fmt: skip
+
+
+def test_the_evaluator_summarises_the_real_features_once(tiny_config, monkeypatch):
+    from jaxgan.metrics import manifold
+
+    passes = []
+    original = manifold._kth_neighbour_radii
+    monkeypatch.setattr(
+        manifold, "_kth_neighbour_radii",
+        lambda features, ks: passes.append(len(features)) or original(features, ks),
+    )  # fmt: skip
+    config = eval_config(tiny_config)
+    evaluator = make_evaluator(config, *reference_set())
+    first = evaluator.evaluate(create_state(config, jax.random.key(0)), jax.random.key(2))
+    second = evaluator.evaluate(create_state(config, jax.random.key(1)), jax.random.key(2))
+    # One N x N pass over the real features in all, one over each generator's.
+    assert passes == [12, 12, 12]
+    assert first["fid"] != second["fid"]
+    fresh = make_evaluator(config, *reference_set())
+    assert fresh.evaluate(create_state(config, jax.random.key(1)), jax.random.key(2)) == second
+
+
 def test_precision_is_fidelity_and_recall_is_diversity_in_metrics_and_report(tmp_path):
     # Every generated point sits inside the real manifold (precision 1), but the collapsed
     # generated manifold holds few real points (low recall): a swap shows at once.

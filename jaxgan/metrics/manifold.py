@@ -91,14 +91,39 @@ def _validated_pair(real_features: Any, fake_features: Any) -> tuple[np.ndarray,
     return real, fake
 
 
+def real_radii(real_features: Any, ks: Sequence[int] = (3, 5)) -> dict[int, np.ndarray]:
+    """The real set's k-th neighbour radii for each k, to pass to `prdc` again and again.
+
+    They depend on the real features only: an evaluator that scores many generators
+    against one reference computes them once (one N x N distance pass).
+    """
+    real = validated_features(real_features, "real_features")
+    for k in ks:
+        _validate_k(k, len(real), "real")
+    return _kth_neighbour_radii(real, list(ks))
+
+
 def _scores(
-    real: np.ndarray, fake: np.ndarray, pr_k: int | None, dc_k: int | None
+    real: np.ndarray,
+    fake: np.ndarray,
+    pr_k: int | None,
+    dc_k: int | None,
+    radii: dict[int, np.ndarray] | None = None,
 ) -> dict[str, float]:
     """Precision and recall with k = pr_k and/or density and coverage with k = dc_k.
 
-    One distance pass over each of real-real, fake-fake (precision/recall only) and real-fake.
+    One distance pass over each of real-real (unless `radii` holds the real radii),
+    fake-fake (precision/recall only) and real-fake.
     """
-    real_radii = _kth_neighbour_radii(real, [k for k in (pr_k, dc_k) if k is not None])
+    ks = [k for k in (pr_k, dc_k) if k is not None]
+    if radii is None:
+        radii = _kth_neighbour_radii(real, ks)
+    elif any(k not in radii or len(radii[k]) != len(real) for k in ks):
+        raise ValueError(
+            f"real_radii must hold [{len(real)}] radii for k in {ks} (from `real_radii` of "
+            f"these real features); got k={sorted(radii)}"
+        )
+    real_radii = radii
     scores = {}
     if pr_k is not None:
         fake_radii = _kth_neighbour_radii(fake, [pr_k])[pr_k]
@@ -166,7 +191,12 @@ def density_coverage(real_features: Any, fake_features: Any, k: int = 5) -> dict
 
 
 def prdc(
-    real_features: Any, fake_features: Any, *, pr_k: int = 3, dc_k: int = 5
+    real_features: Any,
+    fake_features: Any,
+    *,
+    pr_k: int = 3,
+    dc_k: int = 5,
+    real_radii: dict[int, np.ndarray] | None = None,
 ) -> dict[str, float | int | str]:
     """Precision, recall (k = pr_k), density and coverage (k = dc_k) in one call.
 
@@ -175,6 +205,8 @@ def prdc(
         fake_features: [M, D] features of generated images, M > pr_k.
         pr_k: neighbour rank for precision and recall (Kynkäänniemi et al. 2019 use 3).
         dc_k: neighbour rank for density and coverage (Naeem et al. 2020 use 5).
+        real_radii: `real_radii(real_features, (pr_k, dc_k))`, computed earlier for these
+            real features (saves their N x N distance pass); None computes them here.
 
     Returns:
         {'precision', 'recall', 'density', 'coverage': floats, 'num_real': N, 'num_fake': M,
@@ -188,7 +220,9 @@ def prdc(
     _validate_k(pr_k, len(real), "real")
     _validate_k(pr_k, len(fake), "fake")
     _validate_k(dc_k, len(real), "real")
-    scores: dict[str, float | int | str] = dict(_scores(real, fake, pr_k=pr_k, dc_k=dc_k))
+    scores: dict[str, float | int | str] = dict(
+        _scores(real, fake, pr_k=pr_k, dc_k=dc_k, radii=real_radii)
+    )
     scores.update(num_real=len(real), num_fake=len(fake), pr_k=pr_k, dc_k=dc_k)
     scores["note"] = (
         ""
