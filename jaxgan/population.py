@@ -31,9 +31,6 @@ import numpy as np
 from jaxgan import fileio
 from jaxgan.train import GANState, create_state, set_learning_rate
 
-# A typed key array can hold at most this many seeds in a population (a sanity bound).
-MAX_SIZE = 1024
-
 
 def size(config: Any) -> int:
     """K for a population config, 0 for a single GAN."""
@@ -111,17 +108,7 @@ def create(
 
 def with_learning_rates(state: GANState, rates: Sequence[float]) -> GANState:
     """A stacked state with its members' learning rates set to `rates`."""
-
-    def with_rates(opt_state):
-        # A new array for each optimizer: one buffer in two leaves cannot be donated.
-        rates_array = jnp.array(rates, jnp.float32)
-        return opt_state._replace(
-            hyperparams={**opt_state.hyperparams, "learning_rate": rates_array}
-        )
-
-    return state.replace(
-        g_opt_state=with_rates(state.g_opt_state), d_opt_state=with_rates(state.d_opt_state)
-    )
+    return set_learning_rate(state, rates)
 
 
 def learning_rates_of(state: GANState) -> list[float]:

@@ -99,12 +99,16 @@ def adam_with_learning_rate_in_state(b1: float, b2: float) -> optax.GradientTran
 
 
 def set_learning_rate(state: GANState, learning_rate: Any) -> GANState:
-    """`state` with G's and D's learning rate set; only for `adam_with_learning_rate_in_state`."""
+    """`state` with G's and D's learning rate set; only for `adam_with_learning_rate_in_state`.
+
+    `learning_rate` is a number, or one per member [K] for a population's stacked state.
+    """
 
     def with_rate(opt_state):
+        # A new array for each optimizer: one buffer in two leaves cannot be donated.
         hyperparams = {
             **opt_state.hyperparams,
-            "learning_rate": jnp.asarray(learning_rate, jnp.float32),
+            "learning_rate": jnp.array(learning_rate, jnp.float32),
         }
         return opt_state._replace(hyperparams=hyperparams)
 

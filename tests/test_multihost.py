@@ -17,24 +17,14 @@ import sys
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
+
+from tests.helpers.features import conv_features
 
 REPO = Path(__file__).resolve().parents[1]
 RTOL, ATOL = 1e-5, 1e-6  # As in test_sharding: reductions are summed in another order.
 TIMEOUT = 600
-
-
-@jax.jit
-def conv_features(preprocessed: jax.Array) -> jax.Array:
-    """A stand-in for Inception: [B, 299, 299, 3] -> [B, 16]."""
-    kernel = jnp.asarray(np.random.default_rng(0).normal(size=(5, 5, 3, 8)), jnp.float32)
-    maps = jax.lax.conv_general_dilated(
-        preprocessed, kernel, (4, 4), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC")
-    )
-    maps = jax.nn.relu(maps)
-    return jnp.concatenate([maps.mean(axis=(1, 2)), jnp.sqrt((maps**2).mean(axis=(1, 2)))], 1)
 
 
 def _worker(task: dict) -> None:

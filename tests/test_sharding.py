@@ -23,6 +23,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from tests.helpers.features import conv_features
+
 REPO = Path(__file__).resolve().parents[1]
 # Per-device partial sums reorder float32 reductions: results agree to this, not to the bit.
 RTOL, ATOL = 1e-5, 1e-6
@@ -41,17 +43,6 @@ def small_config(**changes):
     for name, value in changes.items():
         config[name] = value
     return config
-
-
-@jax.jit
-def conv_features(preprocessed: jax.Array) -> jax.Array:
-    """A stand-in for Inception with a real convolution: [B, 299, 299, 3] -> [B, 16]."""
-    kernel = jnp.asarray(np.random.default_rng(0).normal(size=(5, 5, 3, 8)), jnp.float32)
-    maps = jax.lax.conv_general_dilated(
-        preprocessed, kernel, (4, 4), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC")
-    )
-    maps = jax.nn.relu(maps)
-    return jnp.concatenate([maps.mean(axis=(1, 2)), jnp.sqrt((maps**2).mean(axis=(1, 2)))], 1)
 
 
 def fid_images() -> tuple[np.ndarray, np.ndarray]:
