@@ -24,11 +24,12 @@ import numpy as np
 from jax import lax
 
 from benchmarks import common
-from jaxgan import datasets, metrics
-from jaxgan.checkpoint import load_run
+from jaxgan import data as datasets
+from jaxgan import metrics
+from jaxgan.core import sample
 from jaxgan.metrics.inception.network import InceptionV3
 from jaxgan.metrics.inception.weights import load_inception_params, resolve_weights_path
-from jaxgan.train import sample
+from jaxgan.training.checkpoint import load_run
 
 
 def tf32_feature_fn():

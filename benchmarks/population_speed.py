@@ -5,9 +5,9 @@
       --members=1,2,4 --steps=8          # CPU, smoke size
 
 Each measurement trains on FashionMNIST's train split (or the config's dataset) exactly as
-`experiments.train` does: the epoch's batches come from `jaxgan.sharding.EpochLoader` (for
+`experiments.train` does: the epoch's batches come from `jaxgan.data.loader.EpochLoader` (for
 K members, K shuffles stacked), and a chunk of `--steps` steps runs through
-`jaxgan.runner.make_chunk_runner` (one compiled `lax.scan` on GPU/TPU, one jitted step per
+`jaxgan.training.runner.make_chunk_runner` (one compiled `lax.scan` on GPU/TPU, one jitted step per
 step on CPU), metrics fetched to the host as in training. The baseline is one GAN as a
 plain run trains it (no population); K sequential runs take K times its time. The first
 chunk (compile and warm-up) is reported apart; the steady time is the median of
@@ -29,9 +29,10 @@ from typing import Any
 import jax
 
 from benchmarks import common
-from jaxgan import datasets, population, sharding
-from jaxgan.runner import make_chunk_runner, slice_batches
-from jaxgan.train import create_state
+from jaxgan import data as datasets
+from jaxgan.core import create_state, population, sharding
+from jaxgan.data.loader import EpochLoader
+from jaxgan.training.runner import make_chunk_runner, slice_batches
 
 MODULE = "benchmarks.population_speed"
 
@@ -81,7 +82,7 @@ def time_chunks(config, data, info, args) -> dict[str, Any]:
         state = create_state(config, jax.random.key(config.seed), **shapes)
         data_keys = jax.random.key(config.seed)
     state = sharding.replicate(state, mesh)
-    batches = sharding.EpochLoader(data, mesh, config.batch_size)(data_keys)
+    batches = EpochLoader(data, mesh, config.batch_size)(data_keys)
     available = jax.tree.leaves(batches)[0].shape[0]
     if args.steps > available:
         raise SystemExit(f"--steps={args.steps} is more than the {available} steps of an epoch")

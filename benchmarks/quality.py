@@ -8,7 +8,7 @@
       --num_samples=16 --override num_epochs=2
 
 The seeds of each config are trained as one population (`config.population`, see
-`jaxgan.population`): one `python -m experiments.train` process per config
+`jaxgan.core.population`): one `python -m experiments.train` process per config
 (`--config.seed=FIRST --config.population=S --workdir=DIR/NAME/seedsFIRST-LAST
 --config.eval_every=0 --config.checkpoint_every=0`, plus every `--override FIELD=VALUE`)
 trains all S seeds in one program, and member i is the run of seed FIRST + i; its
@@ -20,7 +20,7 @@ command again resumes unfinished runs and only re-evaluates finished ones. With
 `XLA_PYTHON_CLIENT_MEM_FRACTION=0.9/parallel` (unless already set), so that they share
 one accelerator.
 
-Then this process scores each final checkpoint (`jaxgan.checkpoint.load_run`) with
+Then this process scores each final checkpoint (`jaxgan.training.checkpoint.load_run`) with
 `jaxgan.evaluation.Evaluator`: N = `--num_samples` generated images (latents from
 `fold_in(key(seed), 1000003)`, as `experiments.evaluate` draws them) against the first N
 test images, KID with 100 subsets of min(1000, N). For a class-conditional config the
@@ -28,7 +28,8 @@ generated labels are those of the reference images, and it also reports:
   * per-class FID: generated images of class c against the test images of class c (as
     many as `test[:N]` holds, 1000 per class at N=10,000), averaged over the classes;
   * class accuracy: the fraction of generated images that the FashionMNIST classifier
-    (`jaxgan.classifier.load_classifier`) labels with their class, beside the same
+    (`jaxgan.evaluation.fashion_classifier.load_classifier`)
+    labels with their class, beside the same
     classifier's accuracy on `test[:N]` (its ceiling).
 The floor is the same metrics of `train[:N]` against `test[:N]` (per class too), cached in
 `$JAXGAN_CACHE_DIR` keyed by N and the images. FID is `jaxgan.metrics.frechet_distance`
@@ -436,10 +437,10 @@ def evaluate_state(state, seed: int, evaluator, classifier=None) -> dict[str, An
     """The metrics of a trained state (see the module docstring).
 
     Args:
-      state: a `GANState`, e.g. from `jaxgan.checkpoint.load_run`.
+      state: a `GANState`, e.g. from `jaxgan.training.checkpoint.load_run`.
       seed: the run's seed; the latents come from `fold_in(key(seed), EVAL_KEY_FOLD)`.
       evaluator: a `jaxgan.evaluation.Evaluator` of the reference split.
-      classifier: a `jaxgan.classifier.Classifier` for the class accuracy of a
+      classifier: a `jaxgan.evaluation.fashion_classifier.Classifier` for the class accuracy of a
         conditional state, or None.
     """
     import jax
@@ -508,7 +509,7 @@ def markdown_table(summaries: Sequence[dict[str, Any]]) -> str:
 
 def _classifier_for(dataset_info):
     """The FashionMNIST classifier, or None (with the reason) for other data."""
-    from jaxgan.classifier import IMAGE_SHAPE, load_classifier
+    from jaxgan.evaluation.fashion_classifier import IMAGE_SHAPE, load_classifier
 
     if dataset_info.name != "fashion_mnist" or tuple(dataset_info.image_shape) != IMAGE_SHAPE:
         return None, f"no classifier for {dataset_info.name} {dataset_info.image_shape}"
@@ -544,10 +545,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     run_jobs(jobs, args.parallel)
     train_wall_seconds = round(time.perf_counter() - train_start, 3)
 
-    from jaxgan import compilation_cache, datasets
-    from jaxgan.checkpoint import load_run
-    from jaxgan.datasets import DatasetInfo
+    from jaxgan import data as datasets
+    from jaxgan.data import DatasetInfo
     from jaxgan.evaluation import Evaluator
+    from jaxgan.training import compilation_cache
+    from jaxgan.training.checkpoint import load_run
 
     compilation_cache.enable()
     device = common.device_info()

@@ -2,7 +2,7 @@
 
 The architectures match `jaxgan/models/dcgan.py` and `jaxgan/models/mlp.py` layer for
 layer (PyTorch's NCHW layout, its default initialisation); the step matches
-`jaxgan.train.train_step`: one generator forward, one Adam step of D on a real-only and a
+`jaxgan.core.train_step`: one generator forward, one Adam step of D on a real-only and a
 fake-only batch with `BCE(D(x), 1) + BCE(D(G(z)), 0)`, then one Adam step of G on the
 non-saturating loss `BCE(D(G(z)), 1)` against the updated D, on the same fake batch.
 G's gradient is taken with `torch.autograd.grad` with respect to G's parameters only, so
@@ -101,7 +101,7 @@ def build(
     dtype: str,
     device: torch.device,
 ) -> TorchGAN:
-    """The PyTorch twin of `jaxgan.train.create_state` for `model` 'dcgan' or 'mlp'.
+    """The PyTorch twin of `jaxgan.core.create_state` for `model` 'dcgan' or 'mlp'.
 
     `dtype='bfloat16'` runs the forward passes under `torch.autocast` (bf16 compute,
     float32 parameters and optimizer state), as jaxgan's 'bfloat16' does.

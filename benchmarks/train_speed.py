@@ -34,8 +34,8 @@ import jax
 import numpy as np
 
 from benchmarks import common
-from jaxgan import train
-from jaxgan.datasets.fashion_mnist import load_fashion_mnist
+from jaxgan import core as train
+from jaxgan.data.fashion_mnist import load_fashion_mnist
 
 MODULE = "benchmarks.train_speed"
 CONFIGS = {"dcgan": "experiments.configs.dcgan", "vanilla": "experiments.configs.vanilla"}

@@ -12,7 +12,7 @@ from pathlib import Path
 from absl import flags
 from ml_collections import config_flags
 
-from jaxgan.config import describe_fields
+from jaxgan.training.config import describe_fields
 
 USAGE = """{doc}
 usage: python -m {module} [--config=FILE[:VARIANT]] [--workdir=DIR] [--config.FIELD=VALUE ...]
@@ -94,9 +94,9 @@ def parse_flags(argv: list[str], *, doc: str, module: str) -> list[str]:
 
 
 def main(argv) -> None:
-    from jaxgan import compilation_cache
-    from jaxgan.loop import NonFiniteLossError, TrainingInterrupted, train_and_evaluate
-    from jaxgan.workdir import LOG_FORMAT
+    from jaxgan.training import compilation_cache
+    from jaxgan.training.loop import NonFiniteLossError, TrainingInterrupted, train_and_evaluate
+    from jaxgan.training.workdir import LOG_FORMAT
 
     if len(argv) > 1:
         print(f"error: unexpected arguments: {' '.join(argv[1:])}", file=sys.stderr)

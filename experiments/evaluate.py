@@ -16,7 +16,7 @@ import sys
 
 from absl import app, flags
 
-from experiments import _evaluation
+from jaxgan.evaluation import offline
 
 flags.DEFINE_string("workdir", None, "Training workdir whose latest checkpoint is scored.")
 flags.DEFINE_integer("num_samples", None, "N generated (and real test) images; default: config.")
@@ -39,7 +39,7 @@ def main(argv) -> None:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     logging.getLogger("absl").setLevel(logging.WARNING)
     try:
-        text = _evaluation.run(
+        text = offline.run(
             workdir=FLAGS.workdir,
             member=FLAGS.member,
             num_samples=FLAGS.num_samples,

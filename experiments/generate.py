@@ -20,11 +20,11 @@ import sys
 
 from absl import app, flags
 
-from experiments import _generate
+from jaxgan.evaluation import generation
 
 flags.DEFINE_string("workdir", None, "Training workdir whose latest checkpoint is used.")
-flags.DEFINE_integer("num", 64, f"Images (walks with --interpolate), 1 to {_generate.MAX_NUM}.")
-flags.DEFINE_integer("seed", 0, f"Latent seed, 0 to {_generate.MAX_SEED}.")
+flags.DEFINE_integer("num", 64, f"Images (walks with --interpolate), 1 to {generation.MAX_NUM}.")
+flags.DEFINE_integer("seed", 0, f"Latent seed, 0 to {generation.MAX_SEED}.")
 flags.DEFINE_integer("label", None, "Class of every image (conditional models only).")
 flags.DEFINE_integer("interpolate", 0, "Steps per latent walk (0: no walk).")
 flags.DEFINE_string("out", None, "Output: grid.png, a folder DIR/, or samples.npz.")
@@ -41,12 +41,12 @@ def main(argv) -> None:
     for noisy in ("absl", "jax", "jax._src.xla_bridge"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
-        _generate.check_flags(FLAGS.num, FLAGS.seed, FLAGS.interpolate, FLAGS.out)
+        generation.check_flags(FLAGS.num, FLAGS.seed, FLAGS.interpolate, FLAGS.out)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
     try:
-        text = _generate.run(
+        text = generation.run(
             FLAGS.workdir,
             FLAGS.num,
             FLAGS.seed,
@@ -62,4 +62,4 @@ def main(argv) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=lambda argv: _generate.parse_flags(argv, __doc__))
+    app.run(main, flags_parser=lambda argv: generation.parse_flags(argv, __doc__))

@@ -14,7 +14,7 @@ import sys
 
 from absl import app, flags
 
-from experiments import _generate
+from jaxgan.evaluation import generation
 
 flags.DEFINE_string("workdir", None, "Training workdir whose latest checkpoint is served.")
 flags.DEFINE_string("host", "127.0.0.1", "Address to listen on.")
@@ -37,8 +37,8 @@ def main(argv) -> None:
     del argv  # Checked by the flags parser.
     import uvicorn
 
-    from jaxgan import compilation_cache
     from jaxgan.serving.app import build_app
+    from jaxgan.training import compilation_cache
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     for noisy in ("absl", "jax", "jax._src.xla_bridge", "orbax"):
@@ -49,8 +49,8 @@ def main(argv) -> None:
         if not all(size.isdigit() and int(size) > 0 for size in FLAGS.buckets):
             raise ValueError(f"--buckets={','.join(FLAGS.buckets)}; allowed: positive integers")
         buckets = tuple(sorted({int(size) for size in FLAGS.buckets}))
-        server_app = build_app(FLAGS.workdir, image_latents=_generate.image_latents,
-                               slerp=_generate.slerp, buckets=buckets, **settings)  # fmt: skip
+        server_app = build_app(FLAGS.workdir, image_latents=generation.image_latents,
+                               slerp=generation.slerp, buckets=buckets, **settings)  # fmt: skip
     except (ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
@@ -58,4 +58,4 @@ def main(argv) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=lambda argv: _generate.parse_flags(argv, __doc__))
+    app.run(main, flags_parser=lambda argv: generation.parse_flags(argv, __doc__))

@@ -38,7 +38,7 @@ def isolated_cache_dir(tmp_path_factory):
 @pytest.fixture
 def tiny_config():
     """A factory of tiny, unlocked configs: `tiny_config('dcgan', dtype='bfloat16')`."""
-    from jaxgan.config import base_config
+    from jaxgan.training.config import base_config
 
     def make(model: str = "dcgan", **overrides):
         config = base_config()

@@ -11,8 +11,8 @@ import pytest
 from flax import serialization
 
 from experiments.configs import dcgan, vanilla
-from jaxgan.checkpoint import Checkpointer, CheckpointError, signature, state_digest
-from jaxgan.train import GANState, create_state
+from jaxgan.core import GANState, create_state
+from jaxgan.training.checkpoint import Checkpointer, CheckpointError, signature, state_digest
 
 CONFIGS = {"dcgan": dcgan.get_config("smoke"), "mlp": vanilla.get_config("smoke")}
 

@@ -1,4 +1,4 @@
-"""jaxgan.compilation_cache: compiled programs land in the cache folder and are reused.
+"""jaxgan.training.compilation_cache: compiled programs land in the cache folder and are reused.
 
 Each case runs in its own Python process: JAX's cache settings are process-wide, and
 the test suite's other compilations must not write into (or read from) a test folder.
@@ -19,7 +19,7 @@ _SCRIPT = textwrap.dedent(
     """
     import json, sys
     import jax, jax.numpy as jnp
-    from jaxgan import compilation_cache
+    from jaxgan.training import compilation_cache
 
     hits = []
     jax.monitoring.register_event_listener(

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxgan.train import check_labels, create_state, discriminate, sample, train_step
+from jaxgan.core import check_labels, create_state, discriminate, sample, train_step
 
 IMAGE_SHAPE = (8, 8, 1)
 BATCH = 4
@@ -15,7 +15,7 @@ _step = jax.jit(train_step)
 
 
 def _config(**overrides):
-    from jaxgan.config import base_config
+    from jaxgan.training.config import base_config
 
     config = base_config()
     config.update(latent_dim=8, g_width=4, d_width=4, **overrides)

@@ -14,8 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from experiments.configs import dcgan, vanilla
-from jaxgan import config as config_lib
-from jaxgan import datasets, loop
+from jaxgan import data as datasets
+from jaxgan.training import config as config_lib
+from jaxgan.training import loop
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxgan import datasets
-from jaxgan.config import base_config
-from jaxgan.datasets import base, folder, tfds_source
+from jaxgan import data as datasets
+from jaxgan.data import base, folder, tfds_source
+from jaxgan.training.config import base_config
 
 
 def _config(dataset: str, **overrides):

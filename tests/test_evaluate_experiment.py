@@ -1,4 +1,4 @@
-"""`experiments.evaluate`'s logic (experiments/_evaluation.py), with a stand-in for Inception."""
+"""`experiments.evaluate`'s logic (experiments/offline.py), with a stand-in for Inception."""
 
 import json
 import subprocess
@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from experiments import _evaluation
-from jaxgan.checkpoint import Checkpointer, signature
-from jaxgan.datasets.fashion_mnist import INFO as FASHION_MNIST_INFO
+from jaxgan.core import create_state
+from jaxgan.data.fashion_mnist import INFO as FASHION_MNIST_INFO
+from jaxgan.evaluation import offline
 from jaxgan.metrics import SmallSampleWarning
-from jaxgan.train import create_state
+from jaxgan.training.checkpoint import Checkpointer, signature
 from tests.helpers.serving import write_population_checkpoint
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -36,7 +36,7 @@ def fake_splits(monkeypatch) -> None:
         for split in ("train", "test")
     }
     monkeypatch.setattr(
-        _evaluation, "load_split", lambda config, split: (*splits[split], f"fashion_mnist:{split}")
+        offline, "load_split", lambda config, split: (*splits[split], f"fashion_mnist:{split}")
     )
 
 
@@ -68,22 +68,20 @@ def test_workdir_evaluation_never_overwrites_the_runs_fid_result(workdir):
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SmallSampleWarning)
-        text = _evaluation.run(
-            workdir=workdir, num_samples=10, batch_size=5, feature_fn=pixel_features
-        )
+        text = offline.run(workdir=workdir, num_samples=10, batch_size=5, feature_fn=pixel_features)
 
     assert own_result.read_text() == "FID: 1.0000\nthe training run's own result\n"
     by_hand = workdir / "fid_result_step0_n10.txt"
     assert by_hand.read_text() == text
     assert "N fake: 10" in text and "Reference: fashion_mnist:test[:10]" in text
     with pytest.raises(ValueError, match="own result file"):
-        _evaluation.run(workdir=workdir, output=own_result, feature_fn=pixel_features)
+        offline.run(workdir=workdir, output=own_result, feature_fn=pixel_features)
 
 
 def test_workdir_small_n_warns_once_and_names_num_samples(workdir):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        _evaluation.run(workdir=workdir, batch_size=6, feature_fn=pixel_features)
+        offline.run(workdir=workdir, batch_size=6, feature_fn=pixel_features)
     assert [warning.category for warning in caught] == [SmallSampleWarning]
     assert "--num_samples" in str(caught[0].message)
 
@@ -92,7 +90,7 @@ def test_workdir_html_report_pairs_samples_with_training_images(workdir, tmp_pat
     html_path = tmp_path / "report.html"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SmallSampleWarning)
-        _evaluation.run(
+        offline.run(
             workdir=workdir,
             batch_size=6,
             html_report=html_path,
@@ -123,7 +121,7 @@ def test_two_image_sets_give_one_small_n_warning_and_a_report(tmp_path, monkeypa
     monkeypatch.chdir(tmp_path)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        text = _evaluation.run(
+        text = offline.run(
             real=real, fake=fake, batch_size=4, html_report="r.html", feature_fn=pixel_features
         )
     assert [warning.category for warning in caught] == [SmallSampleWarning]
@@ -136,12 +134,12 @@ def test_two_image_sets_give_one_small_n_warning_and_a_report(tmp_path, monkeypa
 def test_load_image_set_from_npz_and_folder(tmp_path):
     images = np.random.default_rng(0).integers(0, 256, (3, 5, 5), dtype=np.uint8)
     np.savez(tmp_path / "set.npz", images=images)
-    np.testing.assert_array_equal(_evaluation.load_image_set(tmp_path / "set.npz"), images)
+    np.testing.assert_array_equal(offline.load_image_set(tmp_path / "set.npz"), images)
     folder = tmp_path / "pngs"
     folder.mkdir()
     for index, image in enumerate(images):
         Image.fromarray(image).save(folder / f"{index}.png")
-    np.testing.assert_array_equal(_evaluation.load_image_set(folder), images)
+    np.testing.assert_array_equal(offline.load_image_set(folder), images)
 
 
 @pytest.mark.parametrize(
@@ -155,7 +153,7 @@ def test_load_image_set_from_npz_and_folder(tmp_path):
 )
 def test_load_image_set_refuses_bad_paths(tmp_path, make, message):
     with pytest.raises((ValueError, FileNotFoundError), match=message):
-        _evaluation.load_image_set(make(tmp_path))
+        offline.load_image_set(make(tmp_path))
 
 
 @pytest.mark.parametrize(
@@ -171,7 +169,7 @@ def test_load_image_set_refuses_bad_paths(tmp_path, make, message):
 )
 def test_run_refuses_inconsistent_arguments(arguments, message):
     with pytest.raises(ValueError, match=message):
-        _evaluation.run(**arguments)
+        offline.run(**arguments)
 
 
 @pytest.fixture
@@ -194,22 +192,22 @@ def population_workdir(tmp_path, tiny_config, monkeypatch):
 
 
 def test_member_is_scored_into_a_member_named_file(population_workdir, monkeypatch):
-    from jaxgan import population
+    from jaxgan.core import population
 
     workdir, stacked = population_workdir
     scored = []
-    original = _evaluation.evaluation.Evaluator.generate
+    original = offline.evaluation.Evaluator.generate
 
     def recording_generate(self, state, key):
         scored.append(state)
         return original(self, state, key)
 
-    monkeypatch.setattr(_evaluation.evaluation.Evaluator, "generate", recording_generate)
+    monkeypatch.setattr(offline.evaluation.Evaluator, "generate", recording_generate)
     texts = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SmallSampleWarning)
         for member in (1, 0):
-            texts[member] = _evaluation.run(
+            texts[member] = offline.run(
                 workdir=workdir, num_samples=10, batch_size=5, feature_fn=pixel_features,
                 member=member,
             )  # fmt: skip
@@ -235,20 +233,18 @@ def test_member_runs_own_result_files_and_bad_members_are_refused(population_wor
     workdir, _ = population_workdir
     for name in ("fid_result.txt", "fid_result_member1.txt", "fid_result_member0.txt"):
         with pytest.raises(ValueError, match="own result file"):
-            _evaluation.run(
-                workdir=workdir, output=workdir / name, member=1, feature_fn=pixel_features
-            )
+            offline.run(workdir=workdir, output=workdir / name, member=1, feature_fn=pixel_features)
     for member, needle in ((None, "got None"), (2, "got 2")):
         with pytest.raises(ValueError, match=rf"member=0\.\.1 \(--member.*\); {needle}"):
-            _evaluation.run(workdir=workdir, member=member, feature_fn=pixel_features)
+            offline.run(workdir=workdir, member=member, feature_fn=pixel_features)
     with pytest.raises(ValueError, match="give --workdir"):
-        _evaluation.run(real="a.npz", fake="b.npz", member=0)
+        offline.run(real="a.npz", fake="b.npz", member=0)
     assert sorted(path.name for path in workdir.iterdir()) == ["checkpoints", "config.json"]
 
 
 def test_member_of_a_single_gan_workdir_is_refused(workdir):
     with pytest.raises(ValueError, match="not a population"):
-        _evaluation.run(workdir=workdir, member=0, feature_fn=pixel_features)
+        offline.run(workdir=workdir, member=0, feature_fn=pixel_features)
 
 
 def test_member_flag_reaches_the_command(population_workdir):

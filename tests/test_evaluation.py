@@ -7,13 +7,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxgan import evaluation, report
-from jaxgan.datasets import Dataset, DatasetInfo
+from jaxgan.evaluation import evaluator as evaluation
+from jaxgan.core import create_state, sample
+from jaxgan.data import Dataset, DatasetInfo
+from jaxgan.evaluation import report
 from jaxgan.metrics import EvaluationInterrupted, SmallSampleWarning
 from jaxgan.metrics.features import inception_features
 from jaxgan.metrics.frechet import feature_statistics, frechet_distance
 from jaxgan.metrics.manifold import precision_recall
-from jaxgan.train import create_state, sample
 
 
 @jax.jit

@@ -171,7 +171,7 @@ def test_command_line_mistakes_get_one_line(tmp_path, flag, expected):
 
 
 def test_help_lists_the_flags_every_config_field_and_an_example():
-    from jaxgan.config import FIELD_HELP
+    from jaxgan.training.config import FIELD_HELP
 
     result = run_module("experiments.dcgan", "--help")
     for needle in ("--config", "--workdir", "Example:", "dcgan.py:smoke"):

@@ -7,8 +7,8 @@ import jax
 import numpy as np
 import pytest
 
-from jaxgan import classifier
-from jaxgan.datasets.fashion_mnist import load_fashion_mnist
+from jaxgan.data.fashion_mnist import load_fashion_mnist
+from jaxgan.evaluation import fashion_classifier as classifier
 
 # A few seconds on CPU: 2,000 images, three epochs, tiny widths.
 TINY = classifier.ClassifierSettings(

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jaxgan.datasets import fashion_mnist as data
+from jaxgan.data import fashion_mnist as data
 
 TFDS_CHECKSUMS = (
     Path(__import__("tensorflow_datasets").__file__).parent / "url_checksums" / "fashion_mnist.txt"
@@ -95,7 +95,7 @@ def _write_fake_cache(cache_dir: Path) -> None:
 def test_cached_data_loads_without_importing_tensorflow(tmp_path):
     _write_fake_cache(tmp_path)
     code = (
-        "import sys; from jaxgan.datasets import fashion_mnist as data; "
+        "import sys; from jaxgan.data import fashion_mnist as data; "
         f"images, labels = data.load_fashion_mnist('test', cache_dir={str(tmp_path)!r}); "
         "assert images.shape == (10000, 28, 28) and images.dtype.name == 'uint8'; "
         "assert 'tensorflow' not in sys.modules, 'TensorFlow was imported'"

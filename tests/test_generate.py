@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from experiments import _generate
+from jaxgan.evaluation import generation
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PAD = 2  # make_grid's default padding.
@@ -79,12 +79,12 @@ def grid_tiles(path, count: int, columns: int, size: int = 28) -> np.ndarray:
 
 def expected_images(workdir, seed, count, *, labels=None, steps=0, use_ema=True):
     """The restored state's `sample()` on the latents the command documents, as uint8."""
-    from jaxgan.checkpoint import load_run
+    from jaxgan.core import sample
     from jaxgan.metrics import to_uint8
-    from jaxgan.train import sample
+    from jaxgan.training.checkpoint import load_run
 
     _, state, _ = load_run(workdir)
-    latents = _generate.image_latents(
+    latents = generation.image_latents(
         seed, np.arange(count), latent_dim=state.latent_dim, steps=steps
     )
     return to_uint8(np.asarray(sample(state, latents, labels, use_ema=use_ema)))
@@ -113,7 +113,7 @@ def test_same_seed_same_bytes_other_seed_other_images(plain_run, tmp_path):
     outputs = {}
     for name, seed in (("a", 0), ("b", 0), ("c", 1)):
         outputs[name] = tmp_path / f"{name}.png"
-        _generate.run(str(plain_run), 16, seed, None, 0, str(outputs[name]))
+        generation.run(str(plain_run), 16, seed, None, 0, str(outputs[name]))
     assert outputs["a"].read_bytes() == outputs["b"].read_bytes()
     assert not np.array_equal(
         np.asarray(Image.open(outputs["a"])), np.asarray(Image.open(outputs["c"]))
@@ -121,15 +121,15 @@ def test_same_seed_same_bytes_other_seed_other_images(plain_run, tmp_path):
 
 
 def test_image_i_depends_on_neither_num_nor_batching(plain_run, tmp_path):
-    from jaxgan.checkpoint import load_run
+    from jaxgan.training.checkpoint import load_run
 
-    _generate.run(str(plain_run), 7, 0, None, 0, str(tmp_path / "seven.npz"))
-    _generate.run(str(plain_run), 3, 0, None, 0, str(tmp_path / "three.npz"))
+    generation.run(str(plain_run), 7, 0, None, 0, str(tmp_path / "seven.npz"))
+    generation.run(str(plain_run), 3, 0, None, 0, str(tmp_path / "three.npz"))
     np.testing.assert_array_equal(
         load_npz(tmp_path / "three.npz"), load_npz(tmp_path / "seven.npz")[:3]
     )
     _, state, _ = load_run(plain_run)
-    in_batches_of_3 = np.concatenate(list(_generate.generate(state, 0, 7, batch_size=3)))
+    in_batches_of_3 = np.concatenate(list(generation.generate(state, 0, 7, batch_size=3)))
     # Batch size changes XLA's convolution schedule, so compare with one quantisation step.
     assert np.abs(in_batches_of_3.astype(int) - load_npz(tmp_path / "seven.npz")).max() <= 1
 
@@ -151,7 +151,7 @@ def test_conditional_round_robin_with_ema_weights(conditional_run, tmp_path):
 
 
 def test_label_selects_one_class(conditional_run, tmp_path):
-    _generate.run(str(conditional_run), 4, 0, 3, 0, str(tmp_path / "dress.npz"))
+    generation.run(str(conditional_run), 4, 0, 3, 0, str(tmp_path / "dress.npz"))
     np.testing.assert_array_equal(
         load_npz(tmp_path / "dress.npz"),
         expected_images(conditional_run, 0, 4, labels=np.full(4, 3)),
@@ -177,8 +177,8 @@ def test_latent_walk_rows_go_from_latent_2r_to_2r_plus_1(plain_run, tmp_path):
     tiles = grid_tiles(out, 15, columns=5)
     np.testing.assert_array_equal(tiles, expected_images(plain_run, 2, 15, steps=5))
 
-    walk = np.asarray(_generate.image_latents(2, np.arange(15), latent_dim=100, steps=5))
-    plain = np.asarray(_generate.image_latents(2, np.arange(6), latent_dim=100))
+    walk = np.asarray(generation.image_latents(2, np.arange(15), latent_dim=100, steps=5))
+    plain = np.asarray(generation.image_latents(2, np.arange(6), latent_dim=100))
     np.testing.assert_allclose(walk[0::5], plain[0::2], atol=1e-5)
     np.testing.assert_allclose(walk[4::5], plain[1::2], atol=1e-5)
     assert not np.allclose(walk[2], (plain[0] + plain[1]) / 2, atol=1e-3)  # Not linear.
@@ -193,7 +193,7 @@ def test_slerp_on_hand_computed_points():
         [2 * np.cos(np.pi / 6), 2 * np.sin(np.pi / 6)],  # 30 degrees, radius 2.
         [2.0, 0.0],  # Parallel: linear.
     ]
-    np.testing.assert_allclose(_generate.slerp(start, end, fractions), expected, atol=1e-6)
+    np.testing.assert_allclose(generation.slerp(start, end, fractions), expected, atol=1e-6)
 
 
 def test_no_checkpoint_is_one_line_exit_1(plain_run, tmp_path):
@@ -228,12 +228,12 @@ def test_bad_flags_are_one_line_exit_2(plain_run, tmp_path, flags, needle):
 
 
 def test_output_forms():
-    assert _generate.output_form("a/b.PNG") == "grid"
-    assert _generate.output_form("b.npz") == "npz"
-    assert _generate.output_form("new_folder/") == "folder"
-    assert _generate.output_form(str(REPO_ROOT / "tests")) == "folder"  # Exists, no slash.
+    assert generation.output_form("a/b.PNG") == "grid"
+    assert generation.output_form("b.npz") == "npz"
+    assert generation.output_form("new_folder/") == "folder"
+    assert generation.output_form(str(REPO_ROOT / "tests")) == "folder"  # Exists, no slash.
     with pytest.raises(ValueError, match=r"\.png file.*folder.*\.npz file"):
-        _generate.output_form("samples.tiff")
+        generation.output_form("samples.tiff")
 
 
 def test_folder_with_images_is_refused(plain_run, tmp_path):
@@ -241,7 +241,7 @@ def test_folder_with_images_is_refused(plain_run, tmp_path):
     folder.mkdir()
     (folder / "mine.png").write_bytes(b"")
     with pytest.raises(ValueError, match="already holds 1 images"):
-        _generate.run(str(plain_run), 4, 0, None, 0, f"{folder}/")
+        generation.run(str(plain_run), 4, 0, None, 0, f"{folder}/")
     assert [f.name for f in folder.iterdir()] == ["mine.png"]
 
 
@@ -265,9 +265,9 @@ def stacked_state(workdir):
 
     import ml_collections
 
-    from jaxgan import population
-    from jaxgan.checkpoint import Checkpointer, signature
-    from jaxgan.datasets import DatasetInfo
+    from jaxgan.core import population
+    from jaxgan.data import DatasetInfo
+    from jaxgan.training.checkpoint import Checkpointer, signature
 
     config = ml_collections.ConfigDict(json.loads((workdir / "config.json").read_text()))
     checkpointer = Checkpointer(workdir / "checkpoints", 3)
@@ -292,9 +292,8 @@ def stacked_state(workdir):
 
 
 def test_member_generates_that_members_images(population_run, tmp_path):
-    from jaxgan import population
+    from jaxgan.core import population, sample
     from jaxgan.metrics import to_uint8
-    from jaxgan.train import sample
 
     out = tmp_path / "member1.npz"
     result = generate(population_run, out, "--num=6", "--seed=2", "--member=1")
@@ -305,7 +304,7 @@ def test_member_generates_that_members_images(population_run, tmp_path):
 
     stacked = stacked_state(population_run)
     assert population.count(stacked) == 2
-    latents = _generate.image_latents(2, np.arange(6), latent_dim=100)
+    latents = generation.image_latents(2, np.arange(6), latent_dim=100)
     member_images = [
         to_uint8(np.asarray(sample(population.member(stacked, index), latents, None)))
         for index in range(2)
@@ -313,7 +312,7 @@ def test_member_generates_that_members_images(population_run, tmp_path):
     np.testing.assert_array_equal(images, member_images[1])
     assert np.abs(member_images[0].astype(int) - member_images[1]).max() > 8, "members alike"
 
-    _generate.run(str(population_run), 6, 2, None, 0, str(tmp_path / "member0.npz"), member=0)
+    generation.run(str(population_run), 6, 2, None, 0, str(tmp_path / "member0.npz"), member=0)
     np.testing.assert_array_equal(load_npz(tmp_path / "member0.npz"), member_images[0])
 
 

@@ -48,7 +48,7 @@ def _load_config(spec: str):
     "spec", ["experiments/configs/dcgan.py:smoke", "experiments/configs/vanilla.py:smoke"]
 )
 def test_seed_faithful_smoke_runs_are_bit_identical_to_before(spec, tmp_path):
-    from jaxgan.loop import train_and_evaluate
+    from jaxgan.training.loop import train_and_evaluate
 
     config = _load_config(spec)
     config.eval_every = 0  # Evaluation draws its own keys and never touches the state.

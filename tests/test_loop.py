@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from experiments.configs import dcgan
-from jaxgan import loop, periodic
-from jaxgan.checkpoint import CheckpointError, load_run
-from jaxgan.signals import TrainingInterrupted
+from jaxgan.training import loop, periodic
+from jaxgan.training.checkpoint import CheckpointError, load_run
+from jaxgan.training.signals import TrainingInterrupted
 
 
 def _config(**changes):

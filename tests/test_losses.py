@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxgan import losses
+from jaxgan.objectives import nonsaturating as losses
 
 
 def test_bce_at_zero_logit_is_log2_for_both_labels():

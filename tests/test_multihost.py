@@ -31,8 +31,8 @@ def _worker(task: dict) -> None:
     from flax import serialization, traverse_util
 
     from experiments.configs import dcgan
-    from jaxgan import loop
     from jaxgan.evaluation import Evaluator
+    from jaxgan.training import loop
 
     config = dcgan.get_config("smoke").unlock()
     config.num_train_examples = 128  # 2 steps of 64, 16 images per device
@@ -180,11 +180,11 @@ def test_two_processes_resume_their_checkpoint_and_train_on(runs):
     ],
 )
 def test_the_launchers_environment_asks_for_several_processes(environ, launcher):
-    from jaxgan import sharding
+    from jaxgan.training import distributed
 
-    assert sharding.launched_as_many(environ) == launcher
+    assert distributed.launched_as_many(environ) == launcher
     if launcher is None:  # Nothing to join: no call to jax.distributed.initialize.
-        assert sharding.initialize_distributed(False, environ) is False
+        assert distributed.initialize_distributed(False, environ) is False
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from jaxgan import objectives
+from jaxgan.core import create_state, train_step
 from jaxgan.objectives import (
     OBJECTIVES,
     WGANGP,
@@ -22,7 +23,6 @@ from jaxgan.objectives import (
     gradient_penalty,
     register,
 )
-from jaxgan.train import create_state, train_step
 
 REAL_LOGITS = jnp.array([2.0, -1.0, -0.5])
 FAKE_LOGITS = jnp.array([-3.0, 0.0, 1.0])

@@ -1,4 +1,4 @@
-"""jaxgan.plots: panel grouping from the metric keys, the PNG, and reading metrics.jsonl."""
+"""jaxgan.evaluation.plots: panel grouping from the metric keys, the PNG, reading metrics.jsonl."""
 
 import json
 import math
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxgan import plots
+from jaxgan.evaluation import plots
 
 
 def _records(num_epochs=6, eval_every=3, **extra_training):

@@ -12,9 +12,11 @@ import numpy as np
 import pytest
 
 from experiments.configs import dcgan
-from jaxgan import loop, population, sharding, train
-from jaxgan.checkpoint import CheckpointError, load_run, state_digest
-from jaxgan.train import epoch_batches
+from jaxgan import core as train
+from jaxgan.core import epoch_batches, population, sharding
+from jaxgan.data.loader import EpochLoader
+from jaxgan.training import loop, members
+from jaxgan.training.checkpoint import CheckpointError, load_run, state_digest
 
 # A member's convolutions run as batched matmuls (layers.PatchConv) and Adam divides by
 # sqrt(v) + eps, which turns float32 rounding of tiny gradients into differences of this
@@ -86,7 +88,7 @@ def test_create_refuses_a_config_without_population_and_unequal_lists():
 def test_the_epoch_loader_stacks_each_members_own_shuffle(on_device):
     data = {"image": np.arange(40 * 3, dtype=np.uint8).reshape(40, 3), "label": np.arange(40)}
     keys = population.seed_keys([5, 6, 7])
-    loaded = sharding.EpochLoader(data, sharding.data_mesh(), 8, on_device=on_device)(keys)
+    loaded = EpochLoader(data, sharding.data_mesh(), 8, on_device=on_device)(keys)
     for index in range(3):
         expected = epoch_batches(data, keys[index], 8)
         for name in data:
@@ -210,6 +212,6 @@ def test_a_population_is_evaluated_member_by_member_with_mean_and_spread(tmp_pat
 
 
 def test_summarise_gives_means_and_the_fid_spread():
-    summary = population.summarise([{"fid": 10.0, "kid_mean": 1.0}, {"fid": 14.0, "kid_mean": 3.0}])
+    summary = members.summarise([{"fid": 10.0, "kid_mean": 1.0}, {"fid": 14.0, "kid_mean": 3.0}])
     assert summary == pytest.approx({"fid": 12.0, "kid_mean": 2.0, "fid_members_std": 2**0.5 * 2})
-    assert population.summarise([{"fid": 5.0}])["fid_members_std"] == 0.0
+    assert members.summarise([{"fid": 5.0}])["fid_members_std"] == 0.0

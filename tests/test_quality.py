@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from benchmarks import quality
-from jaxgan.datasets.fashion_mnist import load_fashion_mnist
+from jaxgan.data.fashion_mnist import load_fashion_mnist
 from jaxgan.evaluation import Evaluator
 from jaxgan.metrics import feature_statistics, frechet_distance
 
@@ -166,7 +166,7 @@ class LabelZero:
 
 
 def test_evaluate_state_of_a_conditional_model_reports_classes(splits, tiny_config, tmp_path):
-    from jaxgan.train import create_state
+    from jaxgan.core import create_state
 
     config = tiny_config("dcgan", conditional=True)
     state = create_state(config, jax.random.key(0), num_classes=10)
@@ -186,7 +186,7 @@ def test_evaluate_state_of_a_conditional_model_reports_classes(splits, tiny_conf
 def test_evaluate_state_is_reproducible_and_unconditional_has_no_classes(
     splits, tiny_config, tmp_path
 ):
-    from jaxgan.train import create_state
+    from jaxgan.core import create_state
 
     state = create_state(tiny_config("dcgan"), jax.random.key(0))
     evaluator = _evaluator(splits, 40, CountingFeatures(), tmp_path)

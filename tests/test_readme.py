@@ -33,7 +33,7 @@ def test_readme_snippet_runs(index):
 
 
 def test_every_config_field_is_in_the_readme_reference():
-    from jaxgan.config import FIELD_HELP, base_config
+    from jaxgan.training.config import FIELD_HELP, base_config
 
     for field in base_config():
         assert f"| `{field}` |" in README, field

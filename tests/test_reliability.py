@@ -28,9 +28,9 @@ import pytest
 from flax import serialization
 
 from experiments.configs import dcgan
-from jaxgan import loop
-from jaxgan.checkpoint import Checkpointer, signature
-from jaxgan.train import create_state
+from jaxgan.core import create_state
+from jaxgan.training import loop
+from jaxgan.training.checkpoint import Checkpointer, signature
 
 REPO = Path(__file__).resolve().parents[1]
 PAUSING_RUN = REPO / "tests" / "helpers" / "pausing_run.py"
@@ -446,7 +446,7 @@ def test_unwritable_workdir_exits_1_with_the_error(tmp_path):
 @pytest.mark.slow
 def test_a_population_stopped_mid_epoch_resumes_bitwise(tmp_path, run_env):
     """K=2: the mid-epoch checkpoint holds both members and their per-step metrics [S, K]."""
-    from jaxgan.checkpoint import load_run
+    from jaxgan.training.checkpoint import load_run
 
     population = "--config.population=2"
     reference = tmp_path / "reference"

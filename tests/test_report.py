@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxgan import report
+from jaxgan.evaluation import report
 
 RESULTS = {
     "fid": 12.345678,

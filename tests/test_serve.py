@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from experiments import _generate
+from jaxgan.evaluation import generation
 from jaxgan.serving import params as params_lib
 from jaxgan.serving.model import bucket_for, plan_calls
 from tests.helpers.serving import (
@@ -70,7 +70,7 @@ def plain_server(tmp_path_factory):
 
 
 def restored_state(workdir):
-    from jaxgan.checkpoint import load_run
+    from jaxgan.training.checkpoint import load_run
 
     return load_run(workdir)[1]
 
@@ -78,12 +78,12 @@ def restored_state(workdir):
 def generate_command_images(state, seed, count, label=None, use_ema=True):
     """What `experiments.generate --seed=seed --num=count [--label]` generates."""
     if use_ema:
-        return np.concatenate(list(_generate.generate(state, seed, count, label=label)))
+        return np.concatenate(list(generation.generate(state, seed, count, label=label)))
+    from jaxgan.core import sample
     from jaxgan.metrics import to_uint8
-    from jaxgan.train import sample
 
-    latents = _generate.image_latents(seed, np.arange(count), latent_dim=state.latent_dim)
-    labels = _generate.image_labels(np.arange(count), state.num_classes, label)
+    latents = generation.image_latents(seed, np.arange(count), latent_dim=state.latent_dim)
+    labels = generation.image_labels(np.arange(count), state.num_classes, label)
     return to_uint8(np.asarray(sample(state, latents, labels, use_ema=False)))
 
 
@@ -137,7 +137,7 @@ def test_plan_calls_covers_the_count_at_the_least_measured_cost():
     ],
 )
 def test_parameter_errors_name_the_parameter_and_what_is_allowed(query, parameter, needle):
-    from jaxgan.datasets.fashion_mnist import INFO
+    from jaxgan.data.fashion_mnist import INFO
 
     with pytest.raises(params_lib.ParameterError) as raised:
         params_lib.parse_generate(query, 10, INFO.class_names)
@@ -276,19 +276,19 @@ def test_snapshot_latents_are_the_commands_bit_for_bit(conditional_run):
     from jaxgan.serving.model import load_snapshot
 
     snapshot = load_snapshot(
-        conditional_run, image_latents=_generate.image_latents, slerp=_generate.slerp,
+        conditional_run, image_latents=generation.image_latents, slerp=generation.slerp,
         buckets=(1, 16), max_steps=16,
     )  # fmt: skip
     for seed, count in ((0, 1), (123, 16), (2**31 - 1, 40)):  # 40: three calls of 16.
-        expected = _generate.image_latents(seed, np.arange(count), latent_dim=8)
+        expected = generation.image_latents(seed, np.arange(count), latent_dim=8)
         np.testing.assert_array_equal(snapshot.image_latents(seed, count), expected)
     walk = snapshot.walk_latents(3, 4, 9)
     ends = (
-        _generate.image_latents(3, np.arange(1), latent_dim=8)[0],
-        (_generate.image_latents(4, np.arange(1), latent_dim=8)[0]),
+        generation.image_latents(3, np.arange(1), latent_dim=8)[0],
+        (generation.image_latents(4, np.arange(1), latent_dim=8)[0]),
     )
     fractions = np.arange(9, dtype=np.float32) / np.float32(8)
-    expected = _generate.slerp(np.stack([ends[0]] * 9), np.stack([ends[1]] * 9), fractions)
+    expected = generation.slerp(np.stack([ends[0]] * 9), np.stack([ends[1]] * 9), fractions)
     np.testing.assert_allclose(walk, expected, rtol=1e-6, atol=1e-6)
 
 
@@ -321,7 +321,7 @@ def test_interpolate_walks_from_image_0_of_seed_a_to_image_0_of_seed_b(condition
 
 
 def test_healthz_reports_step_model_dataset_and_classes(conditional_server):
-    from jaxgan.datasets.fashion_mnist import INFO
+    from jaxgan.data.fashion_mnist import INFO
 
     status, _, body = get(conditional_server, "/healthz")
     health = json.loads(body)
@@ -607,7 +607,7 @@ def population_config():
 
 def member_images(stacked, member: int, seed: int, count: int) -> np.ndarray:
     """What `experiments.generate --member=member --seed=seed --num=count` generates."""
-    from jaxgan import population
+    from jaxgan.core import population
 
     return generate_command_images(population.member(stacked, member), seed, count)
 
@@ -624,12 +624,12 @@ def test_load_snapshot_of_a_member_serves_that_member(tmp_path):
     from jaxgan.serving.model import load_snapshot
 
     stacked = write_population_checkpoint(tmp_path, population_config(), STEP)
-    settings = {"image_latents": _generate.image_latents, "slerp": _generate.slerp,
+    settings = {"image_latents": generation.image_latents, "slerp": generation.slerp,
                 "buckets": (1, 4), "max_steps": 4}  # fmt: skip
     second = load_snapshot(tmp_path, member=1, **settings)
     first = load_snapshot(tmp_path, member=0, reuse=second.programs, **settings)
     assert first.programs is second.programs  # The members share shapes: one compilation.
-    labels = _generate.image_labels(np.arange(4), 10, None)
+    labels = generation.image_labels(np.arange(4), 10, None)
     for member, snapshot in ((0, first), (1, second)):
         assert snapshot.member == member and snapshot.step == STEP
         assert snapshot.config.seed == member  # The member's own config.
@@ -644,11 +644,11 @@ def test_build_app_serves_the_member_and_watch_reloads_keep_it(tmp_path):
     config = population_config()
     stacked = write_population_checkpoint(tmp_path, config, 10)
     app = build_app(
-        str(tmp_path), image_latents=_generate.image_latents, slerp=_generate.slerp,
+        str(tmp_path), image_latents=generation.image_latents, slerp=generation.slerp,
         member=1, buckets=(1, 4),
     )  # fmt: skip
     holder = app.state.holder
-    labels = _generate.image_labels(np.arange(4), 10, None)
+    labels = generation.image_labels(np.arange(4), 10, None)
     snapshot = holder.current
     assert snapshot.step == 10 and snapshot.member == 1
     assert health(snapshot, holder, Batcher(lambda: holder.current))["member"] == 1
@@ -664,7 +664,7 @@ def test_build_app_serves_the_member_and_watch_reloads_keep_it(tmp_path):
 def test_build_app_refuses_a_missing_or_wrong_member(tmp_path):
     from jaxgan.serving.app import build_app
 
-    settings = {"image_latents": _generate.image_latents, "slerp": _generate.slerp,
+    settings = {"image_latents": generation.image_latents, "slerp": generation.slerp,
                 "buckets": (1,)}  # fmt: skip
     population_run, single_run, waiting = tmp_path / "pop", tmp_path / "one", tmp_path / "wait"
     write_population_checkpoint(population_run, population_config(), STEP)

@@ -63,8 +63,8 @@ def state_arrays(state) -> dict[str, np.ndarray]:
 
 
 def _worker(tasks: list[dict]) -> None:
-    from jaxgan import loop
     from jaxgan.metrics import frechet
+    from jaxgan.training import loop
 
     for task in tasks:
         kind, out = task["kind"], Path(task["out"])
@@ -88,15 +88,15 @@ def _worker(tasks: list[dict]) -> None:
 
 def _layout() -> dict:
     """How the loaders and `split_batch` place arrays on this process's mesh."""
-    from jaxgan import sharding
-    from jaxgan.train import epoch_batches
+    from jaxgan.core import epoch_batches, sharding
+    from jaxgan.data.loader import EpochLoader
 
     mesh = sharding.data_mesh()
     data = {"image": np.arange(40 * 3, dtype=np.uint8).reshape(40, 3), "label": np.arange(40)}
     key = jax.random.key(5)
     expected = jax.device_get(epoch_batches(data, key, 8))
-    on_device = sharding.EpochLoader(data, mesh, 8)(key)
-    from_host = sharding.EpochLoader(data, mesh, 8, on_device=False)(key)
+    on_device = EpochLoader(data, mesh, 8)(key)
+    from_host = EpochLoader(data, mesh, 8, on_device=False)(key)
 
     @jax.jit
     def latents(key):
@@ -155,7 +155,7 @@ def assert_close_states(got: Path, want: Path, atol: float = ATOL) -> None:
 
 
 def test_one_device_mesh_is_described_and_accepts_any_batch():
-    from jaxgan import sharding
+    from jaxgan.core import sharding
 
     mesh = sharding.data_mesh()
     assert sharding.describe(mesh) == "1 device (cpu), data=1"
@@ -165,7 +165,7 @@ def test_one_device_mesh_is_described_and_accepts_any_batch():
 
 
 def test_split_batch_is_the_identity_without_a_mesh():
-    from jaxgan import sharding
+    from jaxgan.core import sharding
 
     values = jnp.arange(6.0).reshape(3, 2)
     np.testing.assert_array_equal(jax.jit(sharding.split_batch)(values), values)
@@ -173,20 +173,18 @@ def test_split_batch_is_the_identity_without_a_mesh():
 
 @pytest.mark.parametrize("on_device", [True, False])
 def test_epoch_loader_gives_epoch_batches_on_device_and_from_the_host(on_device):
-    from jaxgan import sharding
-    from jaxgan.train import epoch_batches
+    from jaxgan.core import epoch_batches, sharding
+    from jaxgan.data.loader import EpochLoader
 
     data = {"image": np.arange(21 * 4, dtype=np.uint8).reshape(21, 2, 2, 1), "label": np.arange(21)}
     key = jax.random.key(3)
-    loaded = sharding.EpochLoader(data, sharding.data_mesh(), 5, on_device=on_device)(key)
+    loaded = EpochLoader(data, sharding.data_mesh(), 5, on_device=on_device)(key)
     expected = epoch_batches(data, key, 5)
     for name in data:
         assert loaded[name].shape == (4, 5) + data[name].shape[1:]
         np.testing.assert_array_equal(np.asarray(loaded[name]), np.asarray(expected[name]))
     # Another key, another order: the loader does not replay one permutation.
-    other = sharding.EpochLoader(data, sharding.data_mesh(), 5, on_device=on_device)(
-        jax.random.key(4)
-    )
+    other = EpochLoader(data, sharding.data_mesh(), 5, on_device=on_device)(jax.random.key(4))
     assert not np.array_equal(np.asarray(other["label"]), np.asarray(loaded["label"]))
 
 

@@ -9,8 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxgan.core import create_state, r1_penalty, sample, train_step
 from jaxgan.models.dcgan import SPECTRAL_COLLECTION
-from jaxgan.train import create_state, r1_penalty, sample, train_step
 
 IMAGE_SHAPE = (8, 8, 1)
 BATCH = 4
@@ -34,7 +34,7 @@ _step = jax.jit(train_step)
 @functools.cache
 def _mlp_run(r1_gamma=0.0, r1_every=1, ema_decay=0.0, steps=1):
     """An MLP state with these settings and its next `steps` states and metrics."""
-    from jaxgan.config import base_config
+    from jaxgan.training.config import base_config
 
     config = base_config()
     config.update(model="mlp", latent_dim=8, g_width=4, d_width=4, dropout_rate=0.0,
@@ -53,7 +53,7 @@ def _mlp_run(r1_gamma=0.0, r1_every=1, ema_decay=0.0, steps=1):
 
 @pytest.fixture(scope="module")
 def spectral_state():
-    from jaxgan.config import base_config
+    from jaxgan.training.config import base_config
 
     config = base_config()
     config.update(

@@ -9,14 +9,14 @@ import numpy as np
 import optax
 import pytest
 
-from jaxgan import losses
-from jaxgan.train import (
+from jaxgan.core import (
     create_state,
     epoch_batches,
     sample,
     train_epoch,
     train_step,
 )
+from jaxgan.objectives import nonsaturating as losses
 
 
 def _real_batch(batch_size=6, seed=1):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxgan.datasets.fashion_mnist import load_fashion_mnist
+from jaxgan.data.fashion_mnist import load_fashion_mnist
 
 
 def main() -> None:

@@ -18,7 +18,7 @@ README's Quality table).
 """
 
 from experiments.configs import dcgan
-from jaxgan.config import unknown_variant
+from jaxgan.training.config import unknown_variant
 
 VARIANTS = dcgan.VARIANTS
 

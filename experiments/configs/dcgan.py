@@ -11,7 +11,7 @@ FID 24.45 ± 1.15 at N=10,000 against test[:10,000] (seeds 0-2, NVIDIA H200; REA
 "Quality").
 """
 
-from jaxgan.config import base_config, unknown_variant
+from jaxgan.training.config import base_config, unknown_variant
 
 VARIANTS = ("smoke", "cpu")
 

@@ -28,7 +28,7 @@ at 50 epochs; other combinations have not been measured yet (README, "Quality").
 """
 
 from experiments.configs import dcgan
-from jaxgan.config import unknown_variant
+from jaxgan.training.config import unknown_variant
 
 VARIANTS = dcgan.VARIANTS
 

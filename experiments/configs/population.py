@@ -16,7 +16,7 @@ once, after the last epoch (each member in turn).
 """
 
 from experiments.configs import dcgan
-from jaxgan.config import unknown_variant
+from jaxgan.training.config import unknown_variant
 
 VARIANTS = ("smoke", "lr")
 

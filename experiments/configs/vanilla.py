@@ -8,7 +8,7 @@ Smoke (CPU, one short epoch):
 Expected: blurry but recognisable garment shapes after 150 epochs.
 """
 
-from jaxgan.config import base_config, unknown_variant
+from jaxgan.training.config import base_config, unknown_variant
 
 VARIANTS = ("smoke",)
 

@@ -6,11 +6,11 @@ One concern per module, none named like a function it holds:
 - `frechet`: Gaussian statistics, the Fréchet distance and image-level `fid`;
 - `mmd`: kernel Inception distance, `kid`;
 - `manifold`: precision/recall and density/coverage of k-NN manifolds;
-- `classifier`: the discriminator scored as a real-vs-fake classifier;
+- `discriminator`: the discriminator scored as a real-vs-fake classifier;
 - `inception`: the Inception network and its weight files.
 """
 
-from jaxgan.metrics.classifier import discriminator_metrics
+from jaxgan.metrics.discriminator import discriminator_metrics
 from jaxgan.metrics.features import (
     POOL3_DIM,
     RESIZE_MODES,

@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 import tqdm
 
-from jaxgan import sharding
+from jaxgan.core import sharding
 
 # Side of the square input of the FID Inception network.
 INCEPTION_SIZE = 299
@@ -287,7 +287,7 @@ def inception_features(
     """Computes the pool3 features of images with the FID protocol.
 
     Images are validated and quantised on the host (`to_uint8`) and sent to the devices as uint8
-    batches, split along the batch over `mesh` (`jaxgan.sharding.data_mesh`: every device by
+    batches, split along the batch over `mesh` (`jaxgan.core.sharding.data_mesh`: every device by
     default), where a jitted `inception_preprocess` and then `feature_fn` run. Each image's
     features are computed alone, so they do not depend on the number of devices. The last batch
     is padded to the batch size, so `feature_fn` always sees [batch_size, 299, 299, 3] and

@@ -15,11 +15,8 @@ import jax
 import jax.numpy as jnp
 
 from jaxgan.models.layers import Conv, Dropout, PatchConv, SubpixelConvTranspose
-
-# PyTorch's BatchNorm defaults (momentum 0.1 there is 0.9 here), as in the reference DCGAN.
-_BATCH_NORM = dict(momentum=0.9, epsilon=1e-5)
-# Power-iteration state of spectral normalisation: its own collection, not BatchNorm's.
-SPECTRAL_COLLECTION = "spectral"
+from jaxgan.models.normalization import BATCH_NORM as _BATCH_NORM
+from jaxgan.models.normalization import spectral
 
 
 def check_image_shape(image_shape: tuple[int, int, int]) -> None:
@@ -87,10 +84,7 @@ class Discriminator(nn.Module):
     patch_convs: bool = False
 
     def _layer(self, layer: nn.Module, train: bool) -> Callable[[jax.Array], jax.Array]:
-        if not self.spectral_norm:
-            return layer
-        normalised = nn.SpectralNorm(layer, collection_name=SPECTRAL_COLLECTION)
-        return lambda inputs: normalised(inputs, update_stats=train)
+        return spectral(layer, train) if self.spectral_norm else layer
 
     @nn.compact
     def __call__(

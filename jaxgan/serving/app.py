@@ -240,7 +240,7 @@ def build_app(
 
     Args:
       workdir: a training workdir.
-      image_latents, slerp: the latent recipe of `experiments._generate`.
+      image_latents, slerp: the latent recipe of `jaxgan.evaluation.generation`.
       member: the GAN of a population's workdir to serve (0 to K-1), also after each
         `watch` reload; None for a single GAN's workdir.
       watch: reload newer checkpoints in the background; the app also starts before the

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 MAX_IMAGES = 256  # /generate?n= upper bound: one largest bucket.
 MIN_STEPS, MAX_STEPS = 2, 64
-MAX_SEED = 2**31 - 1  # Seeds are int32 in `experiments._generate.image_latents`.
+MAX_SEED = 2**31 - 1  # Seeds are int32 in `jaxgan.evaluation.generation.image_latents`.
 FORMATS = ("png", "npz")
 # ASCII digits only: Python's int() would also take '١٢', ' 12', '1_2' and '+12'.
 _INTEGER = re.compile(r"-?[0-9]+", re.ASCII)

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from orbax.checkpoint._src.path import atomicity  # noqa: E402
 
-from jaxgan import loop  # noqa: E402
+from jaxgan.training import loop  # noqa: E402
 
 MAX_PAUSE_SECONDS = 300
 

@@ -19,7 +19,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def tiny_config(*, conditional: bool, ema: bool):
-    from jaxgan.config import base_config
+    from jaxgan.training.config import base_config
 
     config = base_config()
     config.latent_dim = 8
@@ -33,8 +33,8 @@ def tiny_config(*, conditional: bool, ema: bool):
 def write_checkpoint(workdir: Path, config, step: int, *, seed: int = 0) -> None:
     """Saves a fresh state of `config` as checkpoint `step`, its weights drawn from `seed`
     (EMA weights set apart from the raw ones, so that using either is visible)."""
-    from jaxgan.datasets.fashion_mnist import INFO
-    from jaxgan.train import create_state
+    from jaxgan.core import create_state
+    from jaxgan.data.fashion_mnist import INFO
 
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "config.json").write_text(json.dumps(config.to_dict()))
@@ -49,10 +49,10 @@ def write_population_checkpoint(workdir: Path, config, step: int, *, seed: int =
     i's weights drawn from `seed + i`, EMA weights set apart) as checkpoint `step`.
 
     Returns:
-      The stacked state as saved (`jaxgan.population.member(state, i)` is member i).
+      The stacked state as saved (`jaxgan.core.population.member(state, i)` is member i).
     """
-    from jaxgan import population
-    from jaxgan.datasets.fashion_mnist import INFO
+    from jaxgan.core import population
+    from jaxgan.data.fashion_mnist import INFO
 
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "config.json").write_text(json.dumps(config.to_dict()))
@@ -68,8 +68,8 @@ def write_population_checkpoint(workdir: Path, config, step: int, *, seed: int =
 
 
 def _save(workdir: Path, config, state, step: int):
-    from jaxgan.checkpoint import Checkpointer, signature
-    from jaxgan.datasets.fashion_mnist import INFO
+    from jaxgan.data.fashion_mnist import INFO
+    from jaxgan.training.checkpoint import Checkpointer, signature
 
     if state.g_ema:
         state = state.replace(g_ema=jax.tree_util.tree_map(lambda p: p * 1.5, state.g_ema))

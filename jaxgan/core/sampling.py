@@ -1,0 +1,76 @@
+"""Inference: sampling the generator and scoring with the discriminator, from a `GANState`.
+
+Both run in inference mode (BatchNorm running statistics, no dropout) and are jitted once
+per state structure. They are also importable from `jaxgan.core`.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxgan.models.normalization import SPECTRAL_COLLECTION
+
+
+def check_labels(state: Any, labels: Any) -> jax.Array | None:
+    """Labels for `state`'s models: None for unconditional ones, else int32 [B] in range.
+
+    Concrete labels are checked on the host; out-of-range ones are a ValueError (a
+    jitted embedding lookup would silently clamp them).
+    """
+    if not state.num_classes:
+        return None
+    if labels is None:
+        raise ValueError(
+            f"this model is class-conditional: pass labels, integers in [0, {state.num_classes})"
+        )
+    if not isinstance(labels, jax.core.Tracer):
+        values = np.asarray(labels)
+        if not np.issubdtype(values.dtype, np.integer) or (
+            values.size and (values.min() < 0 or values.max() >= state.num_classes)
+        ):
+            raise ValueError(
+                f"labels must be integers in [0, {state.num_classes}); got "
+                f"{values.dtype} values in [{values.min()}, {values.max()}]"
+            )
+    return jnp.asarray(labels, jnp.int32)
+
+
+@functools.partial(jax.jit, static_argnames="use_ema")
+def _sample(state: Any, latents: jax.Array, labels, use_ema: bool) -> jax.Array:
+    params = state.g_ema if use_ema else state.g_params
+    variables = {"params": params, "batch_stats": state.g_batch_stats}
+    return state.generator.apply(variables, latents, labels, train=False)
+
+
+def sample(
+    state: Any, latents: jax.Array, labels: Any = None, *, use_ema: bool = True
+) -> jax.Array:
+    """Generates images [B, H, W, C] in [-1, 1] from latents [B, latent_dim].
+
+    Runs the generator in inference mode (BatchNorm running statistics, no dropout), with
+    the EMA weights when the state has them and `use_ema`. `labels` (int [B]) select the
+    classes of a conditional model (required there); unconditional models ignore them.
+    """
+    labels = check_labels(state, labels)
+    return _sample(state, latents, labels, bool(use_ema and state.g_ema))
+
+
+@jax.jit
+def _discriminate(state: Any, images: jax.Array, labels) -> jax.Array:
+    variables = {"params": state.d_params, "batch_stats": state.d_batch_stats}
+    if state.d_spectral:
+        variables[SPECTRAL_COLLECTION] = state.d_spectral
+    return state.discriminator.apply(variables, images, labels, train=False)
+
+
+def discriminate(state: Any, images: jax.Array, labels: Any = None) -> jax.Array:
+    """D's logits [B] in inference mode for float images [B, H, W, C] in [-1, 1].
+
+    `labels` (int [B]) are needed by a conditional discriminator; others ignore them.
+    """
+    return _discriminate(state, images, check_labels(state, labels))

@@ -1,0 +1,30 @@
+"""Evaluation: the evaluator of a run, class accuracy, reports, plots, and the library
+parts of `experiments.evaluate` (`offline`) and `experiments.generate` (`generation`).
+
+The metrics themselves (FID, KID, precision/recall, density/coverage) are in
+`jaxgan.metrics`, a lower layer that knows nothing of GAN states.
+"""
+
+from jaxgan.evaluation.evaluator import (
+    FEATURE_DTYPES,
+    EvaluationInterrupted,
+    Evaluator,
+    RealSummary,
+    discriminator_logits,
+    feature_metrics,
+    generate_images,
+    reference_features,
+    summarise_real,
+)
+
+__all__ = [
+    "FEATURE_DTYPES",
+    "EvaluationInterrupted",
+    "Evaluator",
+    "RealSummary",
+    "discriminator_logits",
+    "feature_metrics",
+    "generate_images",
+    "reference_features",
+    "summarise_real",
+]

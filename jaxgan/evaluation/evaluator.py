@@ -1,0 +1,438 @@
+"""Evaluation of a generator against a reference set: FID, KID, precision/recall,
+density/coverage and the discriminator as a real-vs-fake classifier.
+
+The reference set is the first N images of a named split (e.g. 'fashion_mnist:test'); the
+generated set is N fresh samples, drawn with the reference labels for a class-conditional
+model, so both sets share one class distribution. Reference pool3 features are computed once
+and cached, keyed by the reference's name, N, the resize convention, the feature precision and
+a digest of the images.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxgan import fileio
+from jaxgan.core import GANState, discriminate, images_to_float, sample
+from jaxgan.data import Dataset, default_cache_dir
+from jaxgan.evaluation import report
+from jaxgan.metrics.discriminator import discriminator_metrics
+from jaxgan.metrics.features import (
+    POOL3_DIM,
+    EvaluationInterrupted,
+    FeatureFn,
+    StopFn,
+    check_resize,
+    check_stop,
+    inception_features,
+)
+from jaxgan.metrics.frechet import feature_statistics, frechet_distance, warn_if_small_sample
+from jaxgan.metrics.manifold import prdc, real_radii
+from jaxgan.metrics.mmd import kid_from_features
+
+__all__ = [
+    "FEATURE_DTYPES",
+    "EvaluationInterrupted",
+    "Evaluator",
+    "RealSummary",
+    "discriminator_logits",
+    "feature_metrics",
+    "generate_images",
+    "reference_features",
+    "summarise_real",
+]
+
+log = logging.getLogger(__name__)
+
+FEATURE_DTYPES = ("float32", "bfloat16")
+# Bump when the content of cached reference features changes.
+_REFERENCE_CACHE_VERSION = 2
+_SMALL_N_HINT = "raise config.fid_num_samples, or pass --num_samples=10000 to experiments.evaluate"
+
+
+def _is_conditional(state: GANState) -> bool:
+    return getattr(state, "num_classes", 0) > 1
+
+
+def _padded(batch: np.ndarray, size: int) -> np.ndarray:
+    """`batch` with its last row repeated up to `size` rows, so that jitted calls compile once."""
+    if len(batch) == size:
+        return batch
+    return np.concatenate([batch, np.repeat(batch[-1:], size - len(batch), axis=0)])
+
+
+def generate_images(
+    state: GANState,
+    key: jax.Array,
+    num: int,
+    batch_size: int,
+    labels: np.ndarray | None = None,
+    *,
+    should_stop: StopFn | None = None,
+) -> np.ndarray:
+    """`num` images from `state`'s generator in inference mode (`jaxgan.core.sample`).
+
+    Images `start` to `start + batch_size` come from the latents
+    `jax.random.normal(jax.random.fold_in(key, start), (batch_size, state.latent_dim))`.
+
+    Args:
+      state: the trained state.
+      key: PRNG key of the latents.
+      num: number of images.
+      batch_size: images per generator call.
+      labels: int [num] classes for a conditional generator; None for an unconditional one.
+      should_stop: called before each batch; True raises `EvaluationInterrupted`.
+
+    Returns:
+      float32 [num, H, W, C] in [-1, 1], on the host.
+    """
+    batches = []
+    for start in range(0, num, batch_size):
+        check_stop(should_stop, f"generation (image {start} of {num})")
+        latents = jax.random.normal(
+            jax.random.fold_in(key, start), (batch_size, state.latent_dim), jnp.float32
+        )
+        batch_labels = None
+        if labels is not None:
+            batch_labels = jnp.asarray(_padded(labels[start : start + batch_size], batch_size))
+        batches.append(np.asarray(sample(state, latents, batch_labels)))
+    return np.concatenate(batches)[:num]
+
+
+def discriminator_logits(
+    state: GANState, images: np.ndarray, batch_size: int, labels: np.ndarray | None = None
+) -> np.ndarray:
+    """D's logits [N] in inference mode, for uint8 [N, H, W(, C)] or float [-1, 1] images."""
+    if images.ndim == 3:
+        images = images[..., None]
+    logits = []
+    for start in range(0, len(images), batch_size):
+        batch = images[start : start + batch_size]
+        count = len(batch)
+        batch = jnp.asarray(_padded(batch, batch_size))
+        if batch.dtype == jnp.uint8:
+            batch = images_to_float(batch)
+        batch_labels = None
+        if labels is not None:
+            batch_labels = jnp.asarray(_padded(labels[start : start + batch_size], batch_size))
+        logits.append(np.asarray(discriminate(state, batch, batch_labels))[:count])
+    return np.concatenate(logits)
+
+
+def _file_name_part(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")
+
+
+def reference_cache_path(
+    cache_dir: str | Path, name: str, images: np.ndarray, resize: str, feature_dtype: str
+) -> Path:
+    """Where the pool3 features of reference `images` are cached.
+
+    The file name holds the reference's name (dataset and split), N, the resize convention,
+    the feature precision and a digest of the images' bytes and shape, so that no other set
+    of images can be mistaken for this one.
+    """
+    digest = hashlib.sha256(str(images.shape).encode())
+    digest.update(np.ascontiguousarray(images).tobytes())
+    file_name = (
+        f"fid_features_{_file_name_part(name)}_n{len(images)}_{resize}_{feature_dtype}_"
+        f"{digest.hexdigest()[:12]}_v{_REFERENCE_CACHE_VERSION}.npz"
+    )
+    return Path(cache_dir) / file_name
+
+
+def reference_features(
+    images: np.ndarray,
+    *,
+    name: str,
+    batch_size: int,
+    resize: str,
+    feature_dtype: str = "float32",
+    cache_dir: str | Path | None,
+    feature_fn: FeatureFn | None = None,
+    should_stop: StopFn | None = None,
+) -> np.ndarray:
+    """Pool3 features [N, 2048] of reference images, cached on disk (see `reference_cache_path`).
+
+    With a custom `feature_fn` (tests) or `cache_dir=None` nothing is cached.
+    """
+
+    def compute(progress: bool) -> np.ndarray:
+        return inception_features(
+            images,
+            batch_size,
+            feature_fn=feature_fn,
+            progress=progress,
+            dtype=jnp.dtype(feature_dtype),
+            resize=resize,
+            should_stop=should_stop,
+        )
+
+    if feature_fn is not None or cache_dir is None:
+        return compute(progress=False)
+    path = reference_cache_path(cache_dir, name, images, resize, feature_dtype)
+    try:
+        with np.load(path) as cached:
+            features = cached["features"]
+        if features.shape == (len(images), POOL3_DIM) and np.isfinite(features).all():
+            return features
+        log.warning("Recomputing malformed reference features %s", path)
+    except FileNotFoundError:
+        pass
+    except Exception as error:  # noqa: BLE001 - any unreadable cache is rebuilt
+        log.warning("Recomputing unreadable reference features %s (%s)", path, error)
+    log.info("Computing Inception features of %d %s images (cached in %s)", len(images), name, path)
+    features = compute(progress=True)
+    try:
+        fileio.atomic_savez(path, features=features)
+    except OSError as error:
+        log.warning("Could not cache reference features in %s (%s)", path, error)
+    return features
+
+
+class RealSummary(NamedTuple):
+    """What the metrics need of the real features alone: their mean, covariance and the
+    k-th neighbour radii of precision/recall (k=3) and density/coverage (k=5)."""
+
+    mu: np.ndarray
+    sigma: np.ndarray
+    radii: dict[int, np.ndarray]
+
+
+def summarise_real(real_features: np.ndarray) -> RealSummary:
+    """The `RealSummary` of reference features, for `feature_metrics(real_summary=...)`."""
+    mu, sigma = feature_statistics(real_features)
+    return RealSummary(mu, sigma, real_radii(real_features, (3, 5)))
+
+
+def feature_metrics(
+    real_features: np.ndarray,
+    fake_features: np.ndarray,
+    *,
+    kid_subsets: int,
+    kid_size: int,
+    seed: int = 0,
+    real_summary: RealSummary | None = None,
+) -> dict[str, Any]:
+    """FID, KID, precision/recall and density/coverage of two pool3 feature sets.
+
+    `real_summary` (`summarise_real(real_features)`) skips the work on the real features
+    alone, for an evaluator that scores one generator after another; the results are the
+    same bits.
+
+    Returns:
+      {'fid', 'kid_mean', 'kid_std', 'precision', 'recall', 'density', 'coverage': floats,
+       'num_real', 'num_fake': ints, 'note': str}. Precision is the fraction of generated
+      features inside the real manifold (fidelity), recall that of real features inside the
+      generated one (diversity).
+    """
+    if real_summary is None:
+        real_summary = summarise_real(real_features)
+    fake_mu, fake_sigma = feature_statistics(fake_features)
+    kid_mean, kid_std = kid_from_features(
+        real_features, fake_features, num_subsets=kid_subsets, subset_size=kid_size, seed=seed
+    )
+    scores = prdc(real_features, fake_features, real_radii=real_summary.radii)
+    return {
+        "fid": frechet_distance(real_summary.mu, real_summary.sigma, fake_mu, fake_sigma),
+        "kid_mean": kid_mean,
+        "kid_std": kid_std,
+        "precision": scores["precision"],
+        "recall": scores["recall"],
+        "density": scores["density"],
+        "coverage": scores["coverage"],
+        "num_real": len(real_features),
+        "num_fake": len(fake_features),
+        "note": scores["note"],
+    }
+
+
+class Evaluator:
+    """Scores `GANState`s against a reference set; built once per run.
+
+    Args:
+      config: uses fid_num_samples, fid_batch_size, kid_subset_size and kid_num_subsets.
+      reference_images: uint8 [N, H, W, C] (or [N, H, W]) reference images, e.g. the test
+        split; the first `fid_num_samples` are used.
+      reference_labels: int [N] labels of the reference images. Needed to evaluate a
+        class-conditional state, which generates with the same labels; ignored otherwise.
+      reference_name: the reference's dataset and split, e.g. 'fashion_mnist:test'. It names
+        the reference in every report and keys the feature cache.
+      cache_dir: where reference features are cached (default `$JAXGAN_CACHE_DIR`, else
+        `~/.cache/jaxgan`).
+      resize: FID resize convention, see `jaxgan.metrics.features.inception_preprocess`.
+      feature_dtype: precision of the Inception network, 'float32' (the reference) or
+        'bfloat16'; named in every report.
+      feature_fn: replaces the Inception network (for tests), see `inception_features`.
+
+    Warns once (`SmallSampleWarning`) when N < 2048.
+    """
+
+    def __init__(
+        self,
+        config,
+        reference_images: np.ndarray,
+        reference_labels: np.ndarray | None = None,
+        *,
+        reference_name: str,
+        cache_dir: str | Path | None = None,
+        resize: str = "half_pixel",
+        feature_dtype: str = "float32",
+        feature_fn: FeatureFn | None = None,
+    ):
+        if feature_dtype not in FEATURE_DTYPES:
+            raise ValueError(
+                f"feature_dtype={feature_dtype!r} is invalid; allowed: {FEATURE_DTYPES}"
+            )
+        if reference_labels is not None and len(reference_labels) != len(reference_images):
+            raise ValueError(
+                f"{len(reference_labels)} reference labels for {len(reference_images)} images; "
+                "allowed: one label per image"
+            )
+        self.num = min(config.fid_num_samples, len(reference_images))
+        if config.fid_num_samples > len(reference_images):
+            log.warning(
+                "fid_num_samples=%d > %d reference images in %s; using %d",
+                config.fid_num_samples, len(reference_images), reference_name, self.num,
+            )  # fmt: skip
+        self.batch_size = config.fid_batch_size
+        self.kid_subsets = config.kid_num_subsets
+        self.kid_size = min(config.kid_subset_size, self.num)
+        self.resize = check_resize(resize)
+        self.feature_dtype = feature_dtype
+        self.reference_name = reference_name
+        self.reference_images = reference_images[: self.num]
+        self.reference_labels = None
+        if reference_labels is not None:
+            self.reference_labels = np.asarray(reference_labels[: self.num], np.int32)
+        self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+        self.feature_fn = feature_fn
+        self._real_features: np.ndarray | None = None
+        self._real_summary: RealSummary | None = None
+        warn_if_small_sample(self.num, self.num, _SMALL_N_HINT)
+
+    @classmethod
+    def from_dataset(cls, config, dataset: Dataset, **options: Any) -> Evaluator:
+        """An Evaluator of a `jaxgan.data.Dataset` split, named like 'fashion_mnist:test'.
+
+        `options` are the constructor's keyword arguments (cache_dir, resize, ...).
+        """
+        return cls(
+            config,
+            dataset.images,
+            dataset.labels,
+            reference_name=f"{dataset.info.name}:{dataset.split}",
+            **options,
+        )
+
+    def real_features(self, should_stop: StopFn | None = None) -> np.ndarray:
+        """Pool3 features [N, D] of the reference images; computed (or read) once."""
+        if self._real_features is None:
+            self._real_features = reference_features(
+                self.reference_images,
+                name=self.reference_name,
+                batch_size=self.batch_size,
+                resize=self.resize,
+                feature_dtype=self.feature_dtype,
+                cache_dir=self.cache_dir,
+                feature_fn=self.feature_fn,
+                should_stop=should_stop,
+            )
+        return self._real_features
+
+    def fake_labels(self, state: GANState) -> np.ndarray | None:
+        """The labels to generate with: the reference labels for a conditional state."""
+        if not _is_conditional(state):
+            return None
+        if self.reference_labels is None:
+            raise ValueError(
+                f"the state is class-conditional ({state.num_classes} classes) but the "
+                "Evaluator has no reference_labels; pass the reference set's labels"
+            )
+        return self.reference_labels
+
+    def fake_features(
+        self, fake_images: np.ndarray, should_stop: StopFn | None = None
+    ) -> np.ndarray:
+        """Pool3 features [M, D] of generated images, with the reference's protocol."""
+        return inception_features(
+            fake_images,
+            self.batch_size,
+            progress=self.feature_fn is None,
+            dtype=jnp.dtype(self.feature_dtype),
+            resize=self.resize,
+            feature_fn=self.feature_fn,
+            should_stop=should_stop,
+        )
+
+    def generate(
+        self, state: GANState, key: jax.Array, *, should_stop: StopFn | None = None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """N generated images, float32 [N, H, W, C] in [-1, 1], and their labels (or None)."""
+        labels = self.fake_labels(state)
+        images = generate_images(
+            state, key, self.num, self.batch_size, labels, should_stop=should_stop
+        )
+        return images, labels
+
+    def score(
+        self,
+        state: GANState,
+        fake_images: np.ndarray,
+        fake_labels: np.ndarray | None = None,
+        *,
+        should_stop: StopFn | None = None,
+    ) -> dict[str, Any]:
+        """All metrics of generated images, and of `state`'s D on them and on the reference."""
+        real_features = self.real_features(should_stop)
+        fake_features = self.fake_features(fake_images, should_stop)
+        if self._real_summary is None:  # Once per evaluator: every evaluation reuses it.
+            self._real_summary = summarise_real(real_features)
+        results = feature_metrics(
+            real_features, fake_features, kid_subsets=self.kid_subsets, kid_size=self.kid_size,
+            real_summary=self._real_summary,
+        )  # fmt: skip
+        check_stop(should_stop, "the discriminator metrics")
+        real_labels = self.reference_labels if _is_conditional(state) else None
+        d_scores = discriminator_metrics(
+            discriminator_logits(state, self.reference_images, self.batch_size, real_labels),
+            discriminator_logits(state, fake_images, self.batch_size, fake_labels),
+        )
+        results.update(
+            {f"d_eval_{k}": float(d_scores[k]) for k in ("accuracy", "precision", "recall")}
+        )
+        results.update(
+            step=int(jax.device_get(state.step)),
+            reference=f"{self.reference_name}[:{self.num}]",
+            resize=self.resize,
+            feature_dtype=self.feature_dtype,
+            kid_subset_size=self.kid_size,
+            kid_num_subsets=self.kid_subsets,
+        )
+        return results
+
+    def evaluate(
+        self, state: GANState, key: jax.Array, *, should_stop: StopFn | None = None
+    ) -> dict[str, Any]:
+        """All metrics of `state`'s generator and discriminator; floats plus provenance.
+
+        Args:
+          state: the state to score.
+          key: PRNG key of the generated latents.
+          should_stop: called between generator and Inception batches; when it returns
+            True, `EvaluationInterrupted` is raised and nothing is returned.
+        """
+        fake_images, fake_labels = self.generate(state, key, should_stop=should_stop)
+        return self.score(state, fake_images, fake_labels, should_stop=should_stop)
+
+    def write_report(self, results: dict[str, Any], path: str | Path) -> None:
+        """Writes the result file (e.g. `fid_result.txt`); see `report.write_results`."""
+        report.write_results(results, path)
