@@ -12,7 +12,7 @@ from pathlib import Path
 from absl import flags
 from ml_collections import config_flags
 
-from jaxgan.training.config import describe_fields
+from jaxgan.training.config import MOVED_FIELDS, describe_fields
 
 USAGE = """{doc}
 usage: python -m {module} [--config=FILE[:VARIANT]] [--workdir=DIR] [--config.FIELD=VALUE ...]
@@ -64,6 +64,18 @@ def _usage(argv: list[str], doc: str) -> str:
     )
 
 
+def _moved_field(argv: list[str]) -> str | None:
+    """The error for an old flat key of a field now under `config.model`, if one is given."""
+    for arg in argv:
+        name = arg.removeprefix("--config.").split("=", 1)[0]
+        if arg.startswith("--config.") and name in MOVED_FIELDS:
+            return (
+                f"--config.{name} is now --config.{MOVED_FIELDS[name]} (a model family's "
+                "own fields live under config.model)"
+            )
+    return None
+
+
 def _one_line(error: BaseException) -> str:
     """A flag-parsing error as one line: the config's own message, or the typo hint."""
     text = str(error).replace("\\n", "\n")
@@ -89,7 +101,7 @@ def parse_flags(argv: list[str], *, doc: str, module: str) -> list[str]:
     try:
         return flags.FLAGS(argv)
     except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as error:
-        print(f"error: {_one_line(error)}", file=sys.stderr)
+        print(f"error: {_moved_field(argv) or _one_line(error)}", file=sys.stderr)
         sys.exit(2)
 
 

@@ -38,17 +38,13 @@ def isolated_cache_dir(tmp_path_factory):
 @pytest.fixture
 def tiny_config():
     """A factory of tiny, unlocked configs: `tiny_config('dcgan', dtype='bfloat16')`."""
-    from jaxgan.training.config import base_config
+    from jaxgan.models import model_config
+    from jaxgan.training.config import base_config, set_fields
 
     def make(model: str = "dcgan", **overrides):
         config = base_config()
-        config.model = model
+        config.model = model_config(model, g_width=4, d_width=4)
         config.latent_dim = 8
-        config.g_width = 4
-        config.d_width = 4
-        config.dropout_rate = 0.3 if model == "dcgan" else 0.0
-        for name, value in overrides.items():
-            config[name] = value
-        return config
+        return set_fields(config, **overrides)
 
     return make

@@ -81,7 +81,7 @@ def test_incompatible_signature_is_refused_with_the_difference(tmp_path, field, 
 
     message = str(raised.value)
     assert str(tmp_path / "checkpoints" / "8") in message
-    assert f"{field}: checkpoint {config[field]!r} vs config {value!r}" in message
+    assert f"{field}: checkpoint {signature(config)[field]!r} vs config {value!r}" in message
     assert "incompatible config" in message
 
 

@@ -15,11 +15,9 @@ _step = jax.jit(train_step)
 
 
 def _config(**overrides):
-    from jaxgan.training.config import base_config
+    from jaxgan.training.config import base_config, set_fields
 
-    config = base_config()
-    config.update(latent_dim=8, g_width=4, d_width=4, **overrides)
-    return config
+    return set_fields(base_config(), latent_dim=8, g_width=4, d_width=4, **overrides)
 
 
 @pytest.fixture(scope="module")

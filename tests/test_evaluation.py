@@ -7,9 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxgan.evaluation import evaluator as evaluation
 from jaxgan.core import create_state, sample
 from jaxgan.data import Dataset, DatasetInfo
+from jaxgan.evaluation import evaluator as evaluation
 from jaxgan.evaluation import report
 from jaxgan.metrics import EvaluationInterrupted, SmallSampleWarning
 from jaxgan.metrics.features import inception_features

@@ -194,7 +194,7 @@ def _write_class_folders(root: Path, per_class: int = 40) -> None:
     "overrides, metric_keys",
     [
         (("--config.conditional=True", "--config.channels=3"), {"d_real", "d_fake_acc"}),
-        (("--config.loss=hinge", "--config.spectral_norm=True"), {"d_real_logit"}),
+        (("--config.loss=hinge", "--config.model.spectral_norm=True"), {"d_real_logit"}),
         (("--config.loss=wgan_gp", "--config.d_steps=5"), {"wasserstein", "gp"}),
     ],
     ids=["conditional-folder-rgb", "hinge-spectral-norm", "wgan-gp"],

@@ -13,6 +13,7 @@ import pytest
 from experiments.configs import dcgan
 from jaxgan.training import loop, periodic
 from jaxgan.training.checkpoint import CheckpointError, load_run
+from jaxgan.training.config import set_fields
 from jaxgan.training.signals import TrainingInterrupted
 
 
@@ -23,8 +24,7 @@ def _config(**changes):
     config.sample_every = 0
     config.checkpoint_every = 0
     config.progress = False
-    for name, value in changes.items():
-        config[name] = value
+    set_fields(config, **changes)
     return config
 
 
@@ -116,7 +116,7 @@ def test_a_refused_rerun_changes_nothing_in_the_workdir(tmp_path):
     before.pop(workdir.joinpath(".lock").relative_to(workdir), None)
     assert after == before
     config, state, _ = load_run(workdir)  # What evaluate/generate read still works.
-    assert config.g_width == 8 and int(state.step) == 2
+    assert config.model.g_width == 8 and int(state.step) == 2
 
 
 def test_refused_batch_size_creates_no_workdir(tmp_path):

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxgan.models import build_models
+from jaxgan.models import build_models, model_config
 
 BATCH, LATENT, WIDTH = 4, 8, 4
 CONFIGS = [(model, dtype) for model in ("dcgan", "mlp") for dtype in ("float32", "bfloat16")]
@@ -31,10 +31,12 @@ def _random_variables(module, inputs, seed):
     return treedef.unflatten(leaves)
 
 
+def _model(name):
+    return model_config(name, g_width=WIDTH, d_width=WIDTH)
+
+
 def _models(model, dtype):
-    generator, discriminator = build_models(
-        model, g_width=WIDTH, d_width=WIDTH, dropout_rate=0.3, dtype=dtype
-    )
+    generator, discriminator = build_models(_model(model), dtype=dtype)
     latents = _normal((BATCH, LATENT), seed=0)
     images = jnp.asarray(np.random.default_rng(1).uniform(-1, 1, (BATCH, 28, 28, 1)), jnp.float32)
     g_variables = _random_variables(generator, latents, seed=10)
@@ -208,9 +210,7 @@ def test_dcgan_equals_the_same_network_in_plain_flax_layers():
 )
 def test_models_make_and_judge_images_of_the_dataset_shape(model, image_shape):
     # Catches a generator hard-wired to 28x28x1 (e.g. a 7x7 base or one output channel).
-    generator, discriminator = build_models(
-        model, g_width=WIDTH, d_width=WIDTH, dropout_rate=0.3, image_shape=image_shape
-    )
+    generator, discriminator = build_models(_model(model), image_shape=image_shape)
     latents = _normal((BATCH, LATENT), seed=0)
 
     @jax.jit
@@ -229,5 +229,5 @@ def test_models_make_and_judge_images_of_the_dataset_shape(model, image_shape):
 @pytest.mark.parametrize("image_shape", [(30, 30, 1), (32, 32, 2)])
 def test_dcgan_refuses_shapes_it_cannot_make(image_shape):
     with pytest.raises(ValueError, match=r"multiples of 4.*1 or 3 channels") as error:
-        build_models("dcgan", g_width=WIDTH, d_width=WIDTH, image_shape=image_shape)
+        build_models(_model("dcgan"), image_shape=image_shape)
     assert str(image_shape) in str(error.value)

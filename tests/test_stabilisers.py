@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from jaxgan.core import create_state, r1_penalty, sample, train_step
-from jaxgan.models.dcgan import SPECTRAL_COLLECTION
+from jaxgan.models.normalization import SPECTRAL_COLLECTION
 
 IMAGE_SHAPE = (8, 8, 1)
 BATCH = 4
@@ -34,10 +34,9 @@ _step = jax.jit(train_step)
 @functools.cache
 def _mlp_run(r1_gamma=0.0, r1_every=1, ema_decay=0.0, steps=1):
     """An MLP state with these settings and its next `steps` states and metrics."""
-    from jaxgan.training.config import base_config
+    from jaxgan.training.config import base_config, set_fields
 
-    config = base_config()
-    config.update(model="mlp", latent_dim=8, g_width=4, d_width=4, dropout_rate=0.0,
+    config = set_fields(base_config(), model="mlp", latent_dim=8, g_width=4, d_width=4,
                   r1_gamma=r1_gamma, r1_every=r1_every, ema_decay=ema_decay)  # fmt: skip
     state = create_state(config, jax.random.key(0), image_shape=IMAGE_SHAPE)
     states, metrics = [state], []
@@ -53,12 +52,12 @@ def _mlp_run(r1_gamma=0.0, r1_every=1, ema_decay=0.0, steps=1):
 
 @pytest.fixture(scope="module")
 def spectral_state():
-    from jaxgan.training.config import base_config
+    from jaxgan.training.config import base_config, set_fields
 
-    config = base_config()
-    config.update(
-        latent_dim=8, g_width=4, d_width=4, loss="hinge", spectral_norm=True, dropout_rate=0.3
-    )
+    config = set_fields(
+        base_config(),
+        latent_dim=8, g_width=4, d_width=4, loss="hinge", spectral_norm=True, dropout_rate=0.3,
+    )  # fmt: skip
     return create_state(config, jax.random.key(0), image_shape=IMAGE_SHAPE)
 
 

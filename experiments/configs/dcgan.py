@@ -11,6 +11,7 @@ FID 24.45 ± 1.15 at N=10,000 against test[:10,000] (seeds 0-2, NVIDIA H200; REA
 "Quality").
 """
 
+from jaxgan.models import model_config
 from jaxgan.training.config import base_config, unknown_variant
 
 VARIANTS = ("smoke", "cpu")
@@ -18,10 +19,8 @@ VARIANTS = ("smoke", "cpu")
 
 def get_config(variant: str = ""):
     config = base_config()
-    config.model = "dcgan"
+    config.model = model_config("dcgan", g_width=64, d_width=64)
     config.latent_dim = 100
-    config.g_width = 64
-    config.d_width = 64
     config.batch_size = 128
     config.num_epochs = 50
     config.learning_rate = 2e-4
@@ -29,8 +28,8 @@ def get_config(variant: str = ""):
     config.sample_every = 5
     config.eval_every = 10
     if variant == "smoke":
-        config.g_width = 8
-        config.d_width = 8
+        config.model.g_width = 8
+        config.model.d_width = 8
         config.num_epochs = 1
         config.num_train_examples = 2048
         config.batch_size = 64

@@ -37,6 +37,6 @@ def get_config(variant: str = ""):
     if variant not in ("", *VARIANTS):
         raise unknown_variant(__file__, variant, VARIANTS)
     config = dcgan.get_config(variant).unlock()
-    config.spectral_norm = True
+    config.model.spectral_norm = True
     config.ema_decay = 0.999
     return config.lock()

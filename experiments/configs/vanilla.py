@@ -8,6 +8,7 @@ Smoke (CPU, one short epoch):
 Expected: blurry but recognisable garment shapes after 150 epochs.
 """
 
+from jaxgan.models import model_config
 from jaxgan.training.config import base_config, unknown_variant
 
 VARIANTS = ("smoke",)
@@ -15,11 +16,8 @@ VARIANTS = ("smoke",)
 
 def get_config(variant: str = ""):
     config = base_config()
-    config.model = "mlp"
+    config.model = model_config("mlp", g_width=256, d_width=256)
     config.latent_dim = 64
-    config.g_width = 256
-    config.d_width = 256
-    config.dropout_rate = 0.0
     config.batch_size = 100
     config.num_epochs = 150
     config.learning_rate = 2e-4
@@ -28,8 +26,8 @@ def get_config(variant: str = ""):
     config.checkpoint_every = 5
     config.eval_every = 25
     if variant == "smoke":
-        config.g_width = 16
-        config.d_width = 16
+        config.model.g_width = 16
+        config.model.d_width = 16
         config.num_epochs = 1
         config.num_train_examples = 2000
         config.eval_every = 1

@@ -125,9 +125,10 @@ def create_state(
 
     Args:
       config: an `ml_collections.ConfigDict` from `experiments/configs/` (or any object
-        with its fields: `model`, `g_width`, `d_width`, `dropout_rate`, `dtype`,
-        `latent_dim`, `learning_rate`, `b1`, `b2`; optional `loss`, `d_steps`,
-        `gp_weight`, `conditional`, `spectral_norm`, `ema_decay`, `r1_gamma`, `r1_every`).
+        with its fields: `model` (a mapping: `name` and the family's fields, see
+        `jaxgan.models`), `latent_dim`, `learning_rate`, `b1`, `b2`; optional `dtype`,
+        `loss`, `d_steps`, `gp_weight`, `conditional`, `ema_decay`, `r1_gamma`,
+        `r1_every`).
       key: PRNG key for the initial parameters.
       image_shape: (H, W, C) of the training images (the dataset's `info.image_shape`).
       num_classes: the dataset's number of classes; used when `config.conditional`.

@@ -190,6 +190,16 @@ def density_coverage(real_features: Any, fake_features: Any, k: int = 5) -> dict
     return _scores(real, fake, pr_k=None, dc_k=k)
 
 
+def size_note(num_real: int, num_fake: int) -> str:
+    """'' for equal set sizes, else the warning that the scores depend on both sizes."""
+    if num_real == num_fake:
+        return ""
+    return (
+        f"{num_real} real vs {num_fake} generated features: these scores depend on both set "
+        "sizes, so compare them only with scores computed at the same sizes"
+    )
+
+
 def prdc(
     real_features: Any,
     fake_features: Any,
@@ -224,12 +234,5 @@ def prdc(
         _scores(real, fake, pr_k=pr_k, dc_k=dc_k, radii=real_radii)
     )
     scores.update(num_real=len(real), num_fake=len(fake), pr_k=pr_k, dc_k=dc_k)
-    scores["note"] = (
-        ""
-        if len(real) == len(fake)
-        else (
-            f"{len(real)} real vs {len(fake)} generated features: these scores depend on both set "
-            "sizes, so compare them only with scores computed at the same sizes"
-        )
-    )
+    scores["note"] = size_note(len(real), len(fake))
     return scores

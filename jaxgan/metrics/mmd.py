@@ -61,6 +61,40 @@ def _validate_count(value: Any, name: str, minimum: int) -> int:
     return int(value)
 
 
+def kid_subset_indices(
+    num_real: int, num_fake: int, *, num_subsets: int, subset_size: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of the real and generated features in each KID subset.
+
+    Each subset has m = min(subset_size, N, M) rows of each set, drawn without replacement:
+    with `rng = np.random.default_rng(seed)`, subset s takes `rng.choice(M, m, replace=False)`
+    generated rows and then `rng.choice(N, m, replace=False)` real rows.
+
+    Args:
+        num_real: N, rows of the real features.
+        num_fake: M, rows of the generated features.
+        num_subsets: number of subsets S, >= 1.
+        subset_size: largest subset size, >= 2.
+        seed: seed of the subset sampler.
+
+    Returns:
+        (real_indices [S, m], fake_indices [S, m]) int64.
+
+    Raises:
+        ValueError: if `num_subsets` or `subset_size` is not an integer in range.
+    """
+    num_subsets = _validate_count(num_subsets, "num_subsets", 1)
+    subset_size = _validate_count(subset_size, "subset_size", 2)
+    size = min(subset_size, num_real, num_fake)
+    rng = np.random.default_rng(seed)
+    real_indices = np.empty((num_subsets, size), np.int64)
+    fake_indices = np.empty((num_subsets, size), np.int64)
+    for subset in range(num_subsets):
+        fake_indices[subset] = rng.choice(num_fake, size, replace=False)
+        real_indices[subset] = rng.choice(num_real, size, replace=False)
+    return real_indices, fake_indices
+
+
 def kid_from_features(
     real_features: Any,
     fake_features: Any,
@@ -71,11 +105,8 @@ def kid_from_features(
 ) -> tuple[float, float]:
     """Kernel Inception Distance from features (Bińkowski et al. 2018).
 
-    Each subset uses m = min(subset_size, N, M) generated and m real features drawn without
-    replacement: with `rng = np.random.default_rng(seed)`, subset s takes
-    `fake_features[rng.choice(M, m, replace=False)]` and then
-    `real_features[rng.choice(N, m, replace=False)]`. Its score is `mmd2_unbiased`.
-    Computed in float64.
+    Each subset is drawn by `kid_subset_indices`; its score is `mmd2_unbiased`. Computed in
+    float64; `jaxgan.metrics.device.device_feature_metrics` computes it on the accelerator.
 
     Args:
         real_features: [N, D] features of real images, N >= 2.
@@ -99,16 +130,19 @@ def kid_from_features(
         raise ValueError(
             f"feature widths differ: real {real_features.shape}, fake {fake_features.shape}"
         )
-    num_subsets = _validate_count(num_subsets, "num_subsets", 1)
-    subset_size = _validate_count(subset_size, "subset_size", 2)
-    num_real, num_fake = len(real_features), len(fake_features)
-    size = min(subset_size, num_real, num_fake)
-    rng = np.random.default_rng(seed)
-    estimates = np.empty(num_subsets)
-    for subset in range(num_subsets):
-        fake_subset = fake_features[rng.choice(num_fake, size, replace=False)]
-        real_subset = real_features[rng.choice(num_real, size, replace=False)]
-        estimates[subset] = mmd2_unbiased(real_subset, fake_subset)
+    real_indices, fake_indices = kid_subset_indices(
+        len(real_features),
+        len(fake_features),
+        num_subsets=num_subsets,
+        subset_size=subset_size,
+        seed=seed,
+    )
+    estimates = np.array(
+        [
+            mmd2_unbiased(real_features[real_rows], fake_features[fake_rows])
+            for real_rows, fake_rows in zip(real_indices, fake_indices, strict=True)
+        ]
+    )
     return float(estimates.mean()), float(estimates.std())
 
 

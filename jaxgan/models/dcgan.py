@@ -8,12 +8,14 @@ and D's BatchNorm is left out, as in SN-GAN.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxgan.models.fields import BOOLEAN, FRACTION, POSITIVE_INT, Field
 from jaxgan.models.layers import Conv, Dropout, PatchConv, SubpixelConvTranspose
 from jaxgan.models.normalization import BATCH_NORM as _BATCH_NORM
 from jaxgan.models.normalization import spectral
@@ -116,18 +118,25 @@ class Discriminator(nn.Module):
         return logits.astype(jnp.float32)
 
 
+FIELDS = {
+    "g_width": Field(64, "G base width: channels 4w -> 2w -> C", *POSITIVE_INT),
+    "d_width": Field(64, "D base width: channels w -> 2w", *POSITIVE_INT),
+    "dropout_rate": Field(0.3, "D's dropout after each conv", *FRACTION, shapes=False),
+    "spectral_norm": Field(
+        False, "spectral normalisation of D's layers (replaces D's BatchNorm)", *BOOLEAN
+    ),
+}
+
+
 def build(
+    model: Mapping[str, Any],
     *,
-    g_width: int,
-    d_width: int,
-    dropout_rate: float,
-    dtype: jnp.dtype,
     image_shape: tuple[int, int, int],
     num_classes: int,
-    spectral_norm: bool,
+    dtype: jnp.dtype,
     population: bool = False,
 ) -> tuple[nn.Module, nn.Module]:
-    """The registry's entry: (generator, discriminator).
+    """The registry's entry: (generator, discriminator) from `config.model`'s fields.
 
     With `population` (the pair is vmapped over a population's members) D's convolutions
     are `layers.PatchConv`, which vmap turns into batched matmuls; G's transposed
@@ -135,6 +144,13 @@ def build(
     """
     check_image_shape(image_shape)
     return (
-        Generator(g_width, tuple(image_shape), num_classes, dtype),
-        Discriminator(d_width, dropout_rate, num_classes, spectral_norm, dtype, population),
+        Generator(model["g_width"], tuple(image_shape), num_classes, dtype),
+        Discriminator(
+            model["d_width"],
+            model["dropout_rate"],
+            num_classes,
+            model["spectral_norm"],
+            dtype,
+            population,
+        ),
     )

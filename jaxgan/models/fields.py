@@ -16,12 +16,17 @@ from typing import Any
 
 @dataclasses.dataclass(frozen=True)
 class Field:
-    """One config field: its default, what it means, its test and what is allowed."""
+    """One config field: its default, what it means, its test and what is allowed.
+
+    `shapes`: the field fixes the shapes of saved arrays, so a checkpoint records it and
+    refuses to resume under another value (a width does; a dropout rate does not).
+    """
 
     default: Any
     help: str
     check: Callable[[Any], bool]
     allowed: str
+    shapes: bool = True
 
 
 def is_int(value: Any) -> bool:

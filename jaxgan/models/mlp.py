@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from jaxgan.models.fields import POSITIVE_INT, Field
 
 
 class Generator(nn.Module):
@@ -50,27 +55,27 @@ class Discriminator(nn.Module):
         return logits[:, 0].astype(jnp.float32)
 
 
+FIELDS = {
+    "g_width": Field(256, "G hidden units: w -> 2w", *POSITIVE_INT),
+    "d_width": Field(256, "D hidden units: 2w -> w", *POSITIVE_INT),
+}
+
+
 def build(
+    model: Mapping[str, Any],
     *,
-    g_width: int,
-    d_width: int,
-    dropout_rate: float,
-    dtype: jnp.dtype,
     image_shape: tuple[int, int, int],
     num_classes: int,
-    spectral_norm: bool,
+    dtype: jnp.dtype,
+    population: bool = False,
 ) -> tuple[nn.Module, nn.Module]:
     """The registry's entry: (generator, discriminator). Unconditional, no dropout."""
-    del dropout_rate
+    del population  # Dense layers vmap well as they are.
     if num_classes > 1:
         raise ValueError(
-            "model='mlp' is unconditional; allowed: conditional=False, or model='dcgan'"
-        )
-    if spectral_norm:
-        raise ValueError(
-            "model='mlp' has no spectral norm; allowed: spectral_norm=False, or 'dcgan'"
+            "model 'mlp' is unconditional; allowed: conditional=False, or config.model.name='dcgan'"
         )
     return (
-        Generator(width=g_width, image_shape=tuple(image_shape), dtype=dtype),
-        Discriminator(width=d_width, dtype=dtype),
+        Generator(width=model["g_width"], image_shape=tuple(image_shape), dtype=dtype),
+        Discriminator(width=model["d_width"], dtype=dtype),
     )

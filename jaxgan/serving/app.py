@@ -106,11 +106,11 @@ def health(snapshot: Snapshot, holder: ModelHolder, batcher: Batcher) -> dict:
         "workdir": str(holder.workdir),
         "member": snapshot.member,
         "model": {
-            "name": config.get("model"),
+            "name": config.model["name"],
             "latent_dim": snapshot.latent_dim,
             "conditional": bool(snapshot.num_classes),
             "num_classes": snapshot.num_classes,
-            "g_width": config.get("g_width"),
+            "g_width": config.model.get("g_width"),
             "weights": "ema" if snapshot.state.g_ema else "generator",
         },
         "dataset": {

@@ -23,6 +23,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import serialization
 
+from jaxgan import models
 from jaxgan.core import GANState, step_of
 from jaxgan.data import DatasetInfo
 
@@ -30,13 +31,11 @@ log = logging.getLogger(__name__)
 
 # Config fields that fix the shapes of the saved arrays, with the value a checkpoint
 # written before the field existed implies.
+# The model family's own such fields (`Field.shapes`) join them by name.
 SIGNATURE_FIELDS = {
     "model": None,
     "latent_dim": None,
-    "g_width": None,
-    "d_width": None,
     "conditional": False,
-    "spectral_norm": False,
     "ema": False,
     "population": 0,
 }
@@ -47,12 +46,19 @@ class CheckpointError(ValueError):
 
 
 # What checkpoints written before a field existed imply: FashionMNIST, unconditional.
-_LEGACY_SIGNATURE = {**SIGNATURE_FIELDS, "image_shape": [28, 28, 1], "num_classes": 0}
+_LEGACY_SIGNATURE = {
+    **SIGNATURE_FIELDS,
+    "spectral_norm": False,
+    "image_shape": [28, 28, 1],
+    "num_classes": 0,
+}
 
 
 def signature(config: Any, info: DatasetInfo | None = None) -> dict[str, Any]:
     """The config fields (and dataset shape) a checkpoint must agree with to be restored."""
     values = {field: config.get(field, default) for field, default in SIGNATURE_FIELDS.items()}
+    values["model"] = config.model["name"]
+    values.update(models.signature_fields(config.model))
     values["ema"] = bool(config.get("ema_decay", 0.0))
     if info is not None:
         values["image_shape"] = list(info.image_shape)
@@ -232,12 +238,13 @@ def load_run(
     """
     from jaxgan.core import create_state, population
     from jaxgan.data.fashion_mnist import INFO as FASHION_MNIST_INFO
+    from jaxgan.training.config import upgrade
 
     workdir = Path(workdir)
     config_path = workdir / "config.json"
     if not config_path.is_file():
         raise FileNotFoundError(f"{config_path} not found: is {workdir} a training workdir?")
-    config = ml_collections.ConfigDict(json.loads(config_path.read_text()))
+    config = ml_collections.ConfigDict(upgrade(json.loads(config_path.read_text())))
     size = population.size(config)
     if size and member not in range(size):
         raise ValueError(

@@ -8,25 +8,24 @@ from __future__ import annotations
 
 import math
 import numbers
+from typing import Any
 
 import ml_collections
 
 from jaxgan import data as datasets
-from jaxgan.models import DTYPES, MODELS
+from jaxgan import models
+from jaxgan.models import DTYPES, model_config
 from jaxgan.objectives import OBJECTIVES
 
 
 def base_config() -> ml_collections.ConfigDict:
     """Defaults shared by every experiment; see the README's config reference."""
     config = ml_collections.ConfigDict()
-    config.model = "dcgan"
+    # The model family and its own fields (jaxgan.models): config.model.name, .g_width, ...
+    config.model = model_config("dcgan")
     config.latent_dim = 100
-    config.g_width = 64
-    config.d_width = 64
-    config.dropout_rate = 0.3
     config.dtype = "float32"
     config.conditional = False
-    config.spectral_norm = False
 
     config.dataset = "fashion_mnist"
     config.image_size = 0
@@ -108,14 +107,13 @@ def _dataset(value) -> bool:
 
 # field: (test, what is allowed). Every field of `base_config()` is listed.
 _RULES = {
-    "model": (lambda v: isinstance(v, str) and v in MODELS, f"one of {', '.join(MODELS)}"),
+    "model": (
+        lambda v: isinstance(v, ml_collections.ConfigDict),
+        "a ConfigDict: name and the family's fields (jaxgan.models.model_config)",
+    ),
     "latent_dim": (_positive_int, "a positive integer"),
-    "g_width": (_positive_int, "a positive integer"),
-    "d_width": (_positive_int, "a positive integer"),
-    "dropout_rate": (_fraction, "a number in [0, 1)"),
     "dtype": (lambda v: isinstance(v, str) and v in DTYPES, f"one of {', '.join(DTYPES)}"),
     "conditional": (lambda v: isinstance(v, bool), "True or False"),
-    "spectral_norm": (lambda v: isinstance(v, bool), "True or False"),
     "dataset": (_dataset, datasets.FORMS),
     "image_size": (
         lambda v: _is_int(v) and (v == 0 or 4 <= v <= 1024),
@@ -183,7 +181,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         elif not is_valid(config[field]):
             problems.append(f"config.{field}={config[field]!r} is invalid; allowed: {allowed}")
     if not problems:
-        problems = _population_problems(config)
+        problems = models.model_problems(config.model) or _population_problems(config)
     if problems:
         raise ValueError("Invalid config:\n  " + "\n  ".join(problems))
 
@@ -226,14 +224,9 @@ def check_batch_size(batch_size: int, num_examples: int) -> None:
 
 # What each field means, for `--help` and the README's config reference.
 FIELD_HELP = {
-    "model": "model family: " + ", ".join(MODELS),
     "latent_dim": "size of z",
-    "g_width": "G base width (DCGAN channels 4w->2w->C; MLP hidden units w->2w)",
-    "d_width": "D base width (DCGAN channels w->2w; MLP hidden units 2w->w)",
-    "dropout_rate": "D dropout (DCGAN)",
     "dtype": "compute dtype (params, optimizer state and losses stay float32)",
     "conditional": "class-conditional G (label embedding) and projection D",
-    "spectral_norm": "spectral normalisation of D's layers (replaces D's BatchNorm)",
     "dataset": "data source: " + datasets.FORMS,
     "image_size": "resize images to SxS (0: the dataset's own size)",
     "channels": "1 (gray) or 3 (RGB); 0: the dataset's own",
@@ -269,10 +262,56 @@ FIELD_HELP = {
 }
 
 
+# Fields that moved under config.model: the old flat key -> the new one.
+MOVED_FIELDS = {
+    name: f"model.{name}" for name in ("g_width", "d_width", "dropout_rate", "spectral_norm")
+}
+
+
+def rows(config: ml_collections.ConfigDict) -> list[tuple[str, Any, str]]:
+    """(field, value, meaning) for every field, the model family's as `model.FIELD`."""
+    table = []
+    for name in config:
+        if name == "model":
+            table += models.describe(config.model)
+        else:
+            table.append((name, config[name], FIELD_HELP.get(name, "")))
+    return table
+
+
 def describe_fields(config: ml_collections.ConfigDict) -> str:
     """One line per field: name, value in `config`, meaning."""
-    width = max(len(name) for name in config)
+    table = rows(config)
+    width = max(len(name) for name, _, _ in table)
     return "\n".join(
-        f"  --config.{name:<{width}} {config[name]!r:<18} {FIELD_HELP.get(name, '')}"
-        for name in config
+        f"  --config.{name:<{width}} {value!r:<18} {meaning}" for name, value, meaning in table
     )
+
+
+def set_fields(config: ml_collections.ConfigDict, **values: Any) -> ml_collections.ConfigDict:
+    """Sets fields by name, a model family's own under `config.model`; returns `config`.
+
+    `set_fields(config, g_width=8, num_epochs=2)` sets `config.model.g_width` and
+    `config.num_epochs`. `model="mlp"` switches the family, with its defaults.
+    """
+    if "model" in values:
+        config.model = model_config(values.pop("model"))
+    for name, value in values.items():
+        target = config.model if name in config.model else config
+        target[name] = value
+    return config
+
+
+def upgrade(values: dict[str, Any]) -> dict[str, Any]:
+    """A config dict written before `config.model` was nested (a workdir's `config.json`),
+    in today's form: the family's fields move under `model`; others it had are dropped.
+
+    Returns a new dict; the file it came from is never rewritten.
+    """
+    if not isinstance(values.get("model"), str):
+        return values
+    upgraded = {k: v for k, v in values.items() if k not in MOVED_FIELDS}
+    name = values["model"]
+    fields = models.family_of(name).FIELDS
+    upgraded["model"] = {"name": name, **{f: values[f] for f in fields if f in values}}
+    return upgraded

@@ -23,8 +23,8 @@ def tiny_config(*, conditional: bool, ema: bool):
 
     config = base_config()
     config.latent_dim = 8
-    config.g_width = 4
-    config.d_width = 4
+    config.model.g_width = 4
+    config.model.d_width = 4
     config.conditional = conditional
     config.ema_decay = 0.9 if ema else 0.0
     return config

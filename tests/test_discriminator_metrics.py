@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxgan.metrics import classifier
+from jaxgan.metrics import discriminator as classifier
 
 
 def test_hand_computed_counts_at_the_default_threshold():
