@@ -42,8 +42,8 @@ ALLOWED = {
     "eval_every": _int_at_least(0),
     "keep_checkpoints": _int_at_least(1),
     "log_every_steps": _int_at_least(1),
-    "fid_num_samples": _int_at_least(2),
-    "fid_batch_size": _int_at_least(1),
+    "fid_num_samples": _int_at_least(6),
+    "fid_batch_size": _int_at_least(0),
     "kid_subset_size": _int_at_least(1),
     "kid_num_subsets": _int_at_least(1),
     "b1": _real(lambda v: 0 <= v < 1),
@@ -54,6 +54,9 @@ ALLOWED = {
     "d_steps": _int_at_least(1, 100),
     "gp_weight": _real(lambda v: math.isfinite(v) and v >= 0),
     "ema_decay": _real(lambda v: 0 <= v < 1),
+    "ema_start": _int_at_least(0),
+    "g_learning_rate": _real(lambda v: math.isfinite(v) and v >= 0),
+    "d_learning_rate": _real(lambda v: math.isfinite(v) and v >= 0),
     "r1_gamma": _real(lambda v: math.isfinite(v) and v >= 0),
     "r1_every": _int_at_least(1),
     "population": _int_at_least(0, 1024),
@@ -87,18 +90,29 @@ def test_every_numeric_field_has_a_rule():
     assert NUMERIC_FIELDS == sorted(ALLOWED)
 
 
-@pytest.mark.parametrize(
-    "config",
-    [
-        config_lib.base_config(),
-        dcgan.get_config(),
-        dcgan.get_config("smoke"),
-        vanilla.get_config(),
-        vanilla.get_config("smoke"),
-    ],
+SHIPPED_CONFIGS = sorted(
+    path.stem for path in (REPO / "experiments" / "configs").glob("*.py") if path.stem != "__init__"
 )
-def test_shipped_configs_are_valid(config):
-    config_lib.validate_config(config)
+
+
+@pytest.mark.parametrize("name", ["base_config", *SHIPPED_CONFIGS])
+def test_shipped_configs_are_valid(name):
+    """Every variant of every config file passes validation, and validation reaches it: the
+    same config with one bad value is refused, the value named."""
+    import importlib
+
+    if name == "base_config":
+        configs = {"": config_lib.base_config()}
+    else:
+        module = importlib.import_module(f"experiments.configs.{name}")
+        configs = {variant: module.get_config(variant) for variant in ("", *module.VARIANTS)}
+    assert name == "base_config" or {"", "smoke"} <= set(configs)  # One smoke run each.
+    for config in configs.values():
+        config_lib.validate_config(config)  # Raises, naming the field, when invalid.
+        broken = ml_collections.ConfigDict(config.to_dict())
+        broken.batch_size = 0
+        with pytest.raises(ValueError, match=r"config\.batch_size=0 is invalid"):
+            config_lib.validate_config(broken)
 
 
 @settings(max_examples=400, deadline=None)
@@ -273,6 +287,17 @@ def test_invalid_config_on_rerun_changes_nothing_in_the_workdir(tmp_path, nothin
         loop.train_and_evaluate(config_with(num_epochs=0), workdir)
     assert sorted(p.name for p in workdir.iterdir()) == ["train.log"]
     assert (workdir / "train.log").read_text() == "the earlier run's log\n"
+
+
+def test_too_small_n_is_refused_at_validation_not_at_the_first_evaluation(
+    tmp_path, nothing_compiles, thousand_images
+):
+    # Issue 20: fid_num_samples=4 passed, trained an epoch, then died at its first evaluation.
+    with pytest.raises(ValueError, match=r"config.fid_num_samples=4 is invalid; allowed: an "
+                       r"integer >= 6 \(density/coverage"):  # fmt: skip
+        loop.train_and_evaluate(config_with(fid_num_samples=4), tmp_path / "run")
+    assert thousand_images == []
+    config_lib.validate_config(config_with(fid_num_samples=6, fid_batch_size=0))
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -216,8 +217,9 @@ def test_wgan_gp_with_three_critic_steps_updates_d_three_times_per_g_update(tiny
     # Catches an extra critic step whose update is discarded, or d_steps ignored.
     config = tiny_config("mlp", loss="wgan_gp", d_steps=3)
     state = create_state(config, jax.random.key(0), image_shape=IMAGE_SHAPE)
-    real = jax.random.uniform(jax.random.key(1), (4, *IMAGE_SHAPE), minval=-1, maxval=1)
-    batch = {"image": real, "label": jnp.zeros((4,), jnp.int32)}
+    # Three critic steps take 3 x 4 reals, 4 fresh ones each.
+    real = jax.random.uniform(jax.random.key(1), (12, *IMAGE_SHAPE), minval=-1, maxval=1)
+    batch = {"image": real, "label": jnp.zeros((12,), jnp.int32)}
     step = jax.jit(train_step)
     state, metrics = step(state, batch, jax.random.key(2))
     assert int(state.d_opt_state[0].count) == 3
@@ -227,3 +229,53 @@ def test_wgan_gp_with_three_critic_steps_updates_d_three_times_per_g_update(tiny
     assert float(metrics["gp"]) >= 0
     state, _ = step(state, batch, jax.random.key(2))
     assert (int(state.d_opt_state[0].count), int(state.g_opt_state[0].count)) == (6, 2)
+
+
+class _LatentRecorder(nn.Module):
+    """A generator that hands the latents of each call to `_record_latents`."""
+
+    inner: nn.Module
+
+    def __call__(self, latents, labels=None, *, train):
+        jax.debug.callback(_record_latents, latents)
+        return self.inner(latents, labels, train=train)
+
+
+_RECORDED_LATENTS: list[np.ndarray] = []
+
+
+def _record_latents(latents) -> None:
+    _RECORDED_LATENTS.append(np.asarray(latents))
+
+
+def test_each_critic_step_draws_its_own_latents(tiny_config):
+    # d_steps=3: three generator forwards per step (two extra critic steps and the main
+    # step), each on latents of its own, and new ones at the next step. Catches an extra
+    # critic step that reuses the main step's key, or one key shared by the extra steps.
+    config = tiny_config("mlp", loss="wgan_gp", d_steps=3)
+    state = create_state(config, jax.random.key(0), image_shape=IMAGE_SHAPE)
+    generator = _LatentRecorder(state.generator)
+    g_params = generator.init(jax.random.key(0), jnp.zeros((2, 8)), train=False)["params"]
+    state = state.replace(
+        generator=generator, g_params=g_params, g_opt_state=state.g_tx.init(g_params)
+    )
+    # 12 images: enough for the main step and, where each critic step takes its own
+    # slice of the batch, for three.
+    real = jax.random.uniform(jax.random.key(1), (12, *IMAGE_SHAPE), minval=-1, maxval=1)
+    batch = {"image": real, "label": jnp.zeros((12,), jnp.int32)}
+    step = jax.jit(train_step)
+    _RECORDED_LATENTS.clear()
+    state, _ = jax.block_until_ready(step(state, batch, jax.random.key(2)))
+    jax.effects_barrier()
+    first_step = list(_RECORDED_LATENTS)
+    assert len(first_step) == 3
+    jax.block_until_ready(step(state, batch, jax.random.key(2)))
+    jax.effects_barrier()
+    recorded = list(_RECORDED_LATENTS)
+    assert len(recorded) == 6
+    for latents in recorded:
+        assert latents.shape == recorded[0].shape and latents.shape[1] == 8
+        assert 0.3 < latents.std() < 3  # drawn from N(0, 1)
+    for i, a in enumerate(recorded):
+        for b in recorded[i + 1 :]:
+            assert np.max(np.abs(a - b)) > 0.1, "two generator passes shared their latents"

@@ -42,8 +42,10 @@ def check_labels(state: Any, labels: Any) -> jax.Array | None:
 
 @functools.partial(jax.jit, static_argnames="use_ema")
 def _sample(state: Any, latents: jax.Array, labels, use_ema: bool) -> jax.Array:
-    params = state.g_ema if use_ema else state.g_params
-    variables = {"params": params, "batch_stats": state.g_batch_stats}
+    if use_ema:  # The averaged weights with their own BatchNorm statistics.
+        variables = {"params": state.g_ema, "batch_stats": state.g_ema_batch_stats}
+    else:
+        variables = {"params": state.g_params, "batch_stats": state.g_batch_stats}
     return state.generator.apply(variables, latents, labels, train=False)
 
 
@@ -53,8 +55,9 @@ def sample(
     """Generates images [B, H, W, C] in [-1, 1] from latents [B, latent_dim].
 
     Runs the generator in inference mode (BatchNorm running statistics, no dropout), with
-    the EMA weights when the state has them and `use_ema`. `labels` (int [B]) select the
-    classes of a conditional model (required there); unconditional models ignore them.
+    the EMA weights and their own statistics when the state has them and `use_ema`.
+    `labels` (int [B]) select the classes of a conditional model (required there);
+    unconditional models ignore them.
     """
     labels = check_labels(state, labels)
     return _sample(state, latents, labels, bool(use_ema and state.g_ema))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import types
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,6 +18,7 @@ import numpy as np
 import optax
 from flax import struct
 
+from jaxgan.core.augment import parse_policy
 from jaxgan.models import build_from_config
 from jaxgan.models.normalization import SPECTRAL_COLLECTION
 from jaxgan.objectives import NonSaturating, Objective, build_objective
@@ -34,12 +36,19 @@ class GANState(struct.PyTreeNode):
         last sigmas; an empty dict without spectral norm), kept apart from BatchNorm's.
       g_ema: an exponential moving average of `g_params` (an empty dict when
         `ema_decay` is 0); `sample` uses it when present.
+      g_ema_batch_stats: the EMA generator's own BatchNorm statistics, running averages
+        of its activations on each step's latents (an empty dict without EMA or
+        BatchNorm). The online G's statistics do not belong to the averaged weights.
       generator, discriminator: the flax modules (static).
       g_tx, d_tx: the optax optimizers (static).
       objective: the `jaxgan.objectives.Objective` (static): losses and D steps per step.
       latent_dim: size of the generator's input noise (static).
       num_classes: > 1 for a class-conditional pair, else 0 (static).
       ema_decay: decay of `g_ema` per step, 0 for none (static).
+      ema_start: steps before the average starts; until then `g_ema` follows `g_params`
+        (static).
+      augment: the DiffAugment policy applied to every image D sees, e.g.
+        ("translation", "cutout"); () for none (static).
       r1_gamma, r1_every: weight of the R1 penalty on reals and its period in steps
         (static; `r1_gamma=0` turns it off).
     """
@@ -53,6 +62,7 @@ class GANState(struct.PyTreeNode):
     d_opt_state: Any
     d_spectral: Any
     g_ema: Any
+    g_ema_batch_stats: Any
     generator: nn.Module = struct.field(pytree_node=False)
     discriminator: nn.Module = struct.field(pytree_node=False)
     g_tx: optax.GradientTransformation = struct.field(pytree_node=False)
@@ -61,6 +71,8 @@ class GANState(struct.PyTreeNode):
     latent_dim: int = struct.field(pytree_node=False, default=100)
     num_classes: int = struct.field(pytree_node=False, default=0)
     ema_decay: float = struct.field(pytree_node=False, default=0.0)
+    ema_start: int = struct.field(pytree_node=False, default=0)
+    augment: tuple[str, ...] = struct.field(pytree_node=False, default=())
     r1_gamma: float = struct.field(pytree_node=False, default=0.0)
     r1_every: int = struct.field(pytree_node=False, default=1)
 
@@ -86,6 +98,58 @@ def adam_with_learning_rate_in_state(b1: float, b2: float) -> optax.GradientTran
     return optax.inject_hyperparams(lambda learning_rate: optax.adam(learning_rate, b1=b1, b2=b2))(
         learning_rate=0.0
     )
+
+
+@functools.cache
+def adam_linear_decay(
+    learning_rate: float, b1: float, b2: float, total_steps: int
+) -> optax.GradientTransformation:
+    """Adam whose learning rate falls linearly from `learning_rate` to 0 over `total_steps`."""
+    schedule = optax.linear_schedule(learning_rate, 0.0, transition_steps=total_steps)
+    return optax.adam(schedule, b1=b1, b2=b2)
+
+
+def learning_rates(config: Any) -> tuple[float, float]:
+    """(G's, D's) learning rate: `g_learning_rate` / `d_learning_rate`, 0 meaning
+    `learning_rate` (two time-scale updates, Heusel et al. 2017)."""
+    base = float(config.learning_rate)
+    return (
+        float(_setting(config, "g_learning_rate", 0.0)) or base,
+        float(_setting(config, "d_learning_rate", 0.0)) or base,
+    )
+
+
+def optimizers(config: Any, total_steps: int = 0) -> tuple[Any, Any]:
+    """G's and D's optimizers: Adam with the config's rates, betas and decay.
+
+    A population keeps its learning rate in the optimizer state (members may differ).
+    """
+    b1, b2 = float(config.b1), float(config.b2)
+    if _setting(config, "population", 0):
+        tx = adam_with_learning_rate_in_state(b1, b2)
+        return tx, tx
+    decay = _setting(config, "lr_decay", "none")
+    if decay == "linear" and total_steps <= 0:
+        raise ValueError("lr_decay='linear' needs create_state(..., total_steps=N) with N > 0")
+    g_rate, d_rate = learning_rates(config)
+    if decay == "linear":
+        return (adam_linear_decay(g_rate, b1, b2, total_steps),
+                adam_linear_decay(d_rate, b1, b2, total_steps))  # fmt: skip
+    return adam(g_rate, b1, b2), adam(d_rate, b1, b2)
+
+
+def _warn_about_batch_norm_penalties(config: Any, d_batch_stats: Any) -> None:
+    """Gradient penalties assume D judges each image alone; BatchNorm couples the batch."""
+    penalised = _setting(config, "loss", "") == "wgan_gp" or _setting(config, "r1_gamma", 0)
+    if penalised and d_batch_stats:
+        warnings.warn(
+            "a gradient penalty (wgan_gp or r1_gamma > 0) with a BatchNorm discriminator: "
+            "the penalty's per-image gradients mix the batch (Gulrajani et al. 2017 use no "
+            "BatchNorm in the critic); set config.model.spectral_norm=True (DCGAN) or use "
+            "a family without BatchNorm in D (resnet)",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def set_learning_rate(state: GANState, learning_rate: Any) -> GANState:
@@ -120,6 +184,7 @@ def create_state(
     *,
     image_shape: tuple[int, int, int] = (28, 28, 1),
     num_classes: int = 10,
+    total_steps: int = 0,
 ) -> GANState:
     """Initialises both networks, their Adam optimizers and the objective.
 
@@ -132,6 +197,7 @@ def create_state(
       key: PRNG key for the initial parameters.
       image_shape: (H, W, C) of the training images (the dataset's `info.image_shape`).
       num_classes: the dataset's number of classes; used when `config.conditional`.
+      total_steps: the run's length in steps, for `lr_decay="linear"` (which needs it).
     """
     conditional = bool(_setting(config, "conditional", False))
     if conditional and num_classes < 2:
@@ -147,10 +213,7 @@ def create_state(
     }
     objective = build_objective(types.SimpleNamespace(**objective_config))
     in_population = bool(_setting(config, "population", 0))
-    if in_population:  # The learning rate lives in the state: members may differ in it.
-        g_tx = d_tx = adam_with_learning_rate_in_state(float(config.b1), float(config.b2))
-    else:
-        g_tx = d_tx = adam(float(config.learning_rate), float(config.b1), float(config.b2))
+    g_tx, d_tx = optimizers(config, total_steps)
     num_classes = num_classes if conditional else 0
     ema_decay = float(_setting(config, "ema_decay", 0.0))
 
@@ -166,6 +229,7 @@ def create_state(
         return g_variables, d_variables
 
     g_variables, d_variables = init(key)
+    _warn_about_batch_norm_penalties(config, d_variables.get("batch_stats"))
     state = GANState(
         step=jnp.zeros((), jnp.int32),
         g_params=g_variables["params"],
@@ -176,6 +240,9 @@ def create_state(
         d_opt_state=d_tx.init(d_variables["params"]),
         d_spectral=d_variables.get(SPECTRAL_COLLECTION, {}),
         g_ema=jax.tree.map(jnp.copy, g_variables["params"]) if ema_decay else {},
+        g_ema_batch_stats=(
+            jax.tree.map(jnp.copy, g_variables.get("batch_stats", {})) if ema_decay else {}
+        ),
         generator=generator,
         discriminator=discriminator,
         g_tx=g_tx,
@@ -184,6 +251,8 @@ def create_state(
         latent_dim=int(config.latent_dim),
         num_classes=num_classes,
         ema_decay=ema_decay,
+        ema_start=int(_setting(config, "ema_start", 0)),
+        augment=parse_policy(_setting(config, "augment", "")),
         r1_gamma=float(_setting(config, "r1_gamma", 0.0)),
         r1_every=int(_setting(config, "r1_every", 1)),
     )

@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxgan.core.augment import diff_augment
 from jaxgan.core.batches import Batch, as_batch, batch_to_float, epoch_batches
 from jaxgan.core.regularizers import r1_penalty
 from jaxgan.core.sharding import split_batch
@@ -24,6 +25,8 @@ Metrics = dict[str, jax.Array]
 
 # fold_in data for the key of a D-side penalty, apart from every other use of a step key.
 _PENALTY_STREAM = 0x7FFFFFFF
+# fold_in data of DiffAugment's keys (+0 reals, +1 fakes in D's step, +2 fakes in G's).
+_AUGMENT_STREAM = 0x7FFF0000
 
 
 def _apply_g(state: GANState, g_params, g_batch_stats, latents, labels, dropout_key):
@@ -52,14 +55,25 @@ def _apply_d(state: GANState, d_params, d_stats, images, labels, dropout_key):
     return logits, {name: updates.get(name, {}) for name in d_stats}
 
 
-def _d_update(state, d, real_images, fake_images, labels, keys):
+def _augmenter(state: GANState, key: jax.Array):
+    """DiffAugment (Zhao et al. 2020) with the state's policy: every image D sees goes
+    through it, real and fake, in D's update and in G's; the identity without a policy."""
+    if not state.augment:
+        return lambda images, stream: images
+    return lambda images, stream: diff_augment(
+        images, jax.random.fold_in(key, _AUGMENT_STREAM + stream), state.augment
+    )
+
+
+def _d_update(state, d, real_images, fake_images, labels, keys, augment):
     """One Adam step of D on a real-only and a fake-only batch; returns (d, metrics).
 
     `d` is (params, {batch_stats, spectral}, opt_state); `keys` the dropout keys of the
-    real and the fake pass, and the penalty key.
+    real and the fake pass, and the penalty key; `augment(images, stream)` DiffAugment.
     """
     d_params, d_stats, d_opt_state = d
     real_key, fake_key, penalty_key = keys
+    real_images, fake_images = augment(real_images, 0), augment(fake_images, 1)
 
     def d_loss_fn(d_params):
         real_logits, stats = _apply_d(state, d_params, d_stats, real_images, labels, real_key)
@@ -86,18 +100,75 @@ def _d_update(state, d, real_images, fake_images, labels, keys):
     return (optax.apply_updates(d_params, d_updates), d_stats, d_opt_state), metrics
 
 
+def _critic_batches(state: GANState, batch: Batch) -> tuple[list[jax.Array], list[Any]]:
+    """The real images and labels of each D step: `d_steps` slices of the batch.
+
+    The batch holds `d_steps * B` images; D step i takes rows [i*B, (i+1)*B) and the last
+    slice also serves G's step, so each extra critic step sees fresh reals (Gulrajani et
+    al. 2017, Algorithm 1). With `d_steps=1` it is the batch itself.
+    """
+    num = state.objective.d_steps
+    images = batch["image"]
+    labels = batch["label"] if state.num_classes else None
+    if num == 1:
+        return [images], [labels]
+    if images.shape[0] % num:
+        raise ValueError(
+            f"with d_steps={num} a batch holds d_steps * B images; got {images.shape[0]}, "
+            f"not a multiple of {num}"
+        )
+    size = images.shape[0] // num
+    return (
+        [images[i * size : (i + 1) * size] for i in range(num)],
+        [None if labels is None else labels[i * size : (i + 1) * size] for i in range(num)],
+    )
+
+
+def _update_ema(state: GANState, g_params, latents, labels, key):
+    """The EMA of G's weights (after `ema_start` steps) and its own BatchNorm statistics,
+    from a forward pass of the averaged weights on this step's latents."""
+    if not state.ema_decay:
+        return state.g_ema, state.g_ema_batch_stats
+    rate = jnp.where(state.step < state.ema_start, 1.0, 1.0 - state.ema_decay)
+    g_ema = optax.incremental_update(g_params, state.g_ema, step_size=rate)
+    stats = state.g_ema_batch_stats
+    if stats:
+        _, stats = _apply_g(state, g_ema, stats, latents, labels, key)
+        stats = jax.lax.stop_gradient(stats)
+    return g_ema, stats
+
+
+def _extra_critic_steps(state, d, real_batches, label_batches, step_key):
+    """D's first `d_steps - 1` updates, each on its own reals and fresh fakes (own z and
+    dropout keys); returns D and G's BatchNorm statistics after them."""
+    g_batch_stats = state.g_batch_stats
+    for extra in range(state.objective.d_steps - 1):
+        keys = jax.random.split(jax.random.fold_in(step_key, extra + 1), 4)
+        latent_shape = (real_batches[extra].shape[0], state.latent_dim)
+        latents = split_batch(jax.random.normal(keys[0], latent_shape, jnp.float32))
+        labels = label_batches[extra]
+        fake_images, g_batch_stats = _apply_g(
+            state, state.g_params, g_batch_stats, latents, labels, keys[0]
+        )
+        augment = _augmenter(state, keys[1])
+        d, _ = _d_update(state, d, real_batches[extra], fake_images, labels, keys[1:], augment)
+    return d, g_batch_stats
+
+
 def train_step(state: GANState, batch: Batch, key: jax.Array) -> tuple[GANState, Metrics]:
     """One GAN update: `objective.d_steps` D steps, then one G step.
 
     Order: each extra critic step (when `d_steps > 1`) draws its own z and updates D on
-    the real batch and a fresh fake batch. Then (1) G generates one fake batch G(z) in
-    training mode; (2) D takes one Adam step on a real-only batch and that fake-only
-    batch, with G held fixed; (3) G takes one Adam step against the *updated* D on the
-    same G(z) (as the PyTorch DCGAN reference does); (4) the EMA of G's weights is
-    updated. BatchNorm statistics (and D's spectral-norm state) are threaded through
-    every forward pass in that order. The losses are the objective's; an R1 penalty on
-    reals is added to D's loss when `r1_gamma > 0`. A conditional pair generates with
-    the real batch's labels.
+    its own slice of real images (see below) and a fresh fake batch. Then (1) G
+    generates one fake batch G(z) in training mode; (2) D takes one Adam step on a
+    real-only batch and that fake-only batch, with G held fixed; (3) G takes one Adam step
+    against the *updated* D on the same G(z) (as the PyTorch DCGAN reference does); (4)
+    the EMA of G's weights is updated, and its own BatchNorm statistics from a forward
+    pass of the averaged weights. BatchNorm statistics (and D's spectral-norm state) are
+    threaded through every forward pass in that order. The losses are the objective's;
+    an R1 penalty on reals is added to D's loss when `r1_gamma > 0`. A conditional pair
+    generates with the real batch's labels, and D judges the fakes with those labels.
+    With a DiffAugment policy every image D sees is augmented first.
 
     Randomness is derived from `key` and `state.step`, so the same key may be passed at
     every step: noise and dropout differ from step to step and are reproducible.
@@ -106,7 +177,9 @@ def train_step(state: GANState, batch: Batch, key: jax.Array) -> tuple[GANState,
       state: the current `GANState`.
       batch: {"image": float [B, H, W, C] in [-1, 1], "label": int32 [B] in
         [0, num_classes)}; the label is needed by conditional models only. A bare image
-        array is accepted as {"image": array}.
+        array is accepted as {"image": array}. With `d_steps > 1` the batch holds
+        `d_steps * B` images: D step i takes rows [i*B, (i+1)*B), the last D step and
+        G's step the last B.
       key: a base PRNG key.
 
     Returns:
@@ -114,28 +187,19 @@ def train_step(state: GANState, batch: Batch, key: jax.Array) -> tuple[GANState,
       objective's other keys (e.g. d_real, d_fake, d_real_acc, d_fake_acc), from the
       last D step, measured before its update.
     """
-    batch = as_batch(batch)
-    real_images = batch["image"]
-    labels = batch["label"] if state.num_classes else None
+    real_batches, label_batches = _critic_batches(state, as_batch(batch))
     step_key = jax.random.fold_in(key, state.step)
     latent_key, real_drop_key, fake_drop_key, g_drop_key = jax.random.split(step_key, 4)
     penalty_key = jax.random.fold_in(step_key, _PENALTY_STREAM)
-    latent_shape = (real_images.shape[0], state.latent_dim)
+    latent_shape = (real_batches[-1].shape[0], state.latent_dim)
     d = (state.d_params, {"batch_stats": state.d_batch_stats}, state.d_opt_state)
     if state.d_spectral:
         d[1][SPECTRAL_COLLECTION] = state.d_spectral
-    g_batch_stats = state.g_batch_stats
-
-    for extra in range(state.objective.d_steps - 1):
-        keys = jax.random.split(jax.random.fold_in(step_key, extra + 1), 4)
-        latents = split_batch(jax.random.normal(keys[0], latent_shape, jnp.float32))
-        fake_images, g_batch_stats = _apply_g(
-            state, state.g_params, g_batch_stats, latents, labels, keys[0]
-        )
-        d, _ = _d_update(state, d, real_images, fake_images, labels, keys[1:])
+    d, g_batch_stats = _extra_critic_steps(state, d, real_batches, label_batches, step_key)
 
     # Latents drawn here get no input sharding: split them over the mesh like the batch.
     latents = split_batch(jax.random.normal(latent_key, latent_shape, jnp.float32))
+    labels = label_batches[-1]
 
     def g_forward(g_params):
         return _apply_g(state, g_params, g_batch_stats, latents, labels, latent_key)
@@ -143,12 +207,15 @@ def train_step(state: GANState, batch: Batch, key: jax.Array) -> tuple[GANState,
     # One generator forward serves both updates; its VJP is pulled back after D's update,
     # so G's gradient is taken against the updated D without a second forward pass.
     fake_images, g_vjp, g_batch_stats = jax.vjp(g_forward, state.g_params, has_aux=True)
+    augment = _augmenter(state, step_key)
     d, d_metrics = _d_update(
-        state, d, real_images, fake_images, labels, (real_drop_key, fake_drop_key, penalty_key)
-    )
+        state, d, real_batches[-1], fake_images, labels,
+        (real_drop_key, fake_drop_key, penalty_key), augment,
+    )  # fmt: skip
     d_params, d_stats, d_opt_state = d
 
     def g_loss_fn(images):
+        images = augment(images, 2)
         logits, new_d_stats = _apply_d(state, d_params, d_stats, images, labels, g_drop_key)
         loss, metrics = state.objective.g_loss(logits)
         return loss, (metrics, new_d_stats)
@@ -159,9 +226,7 @@ def train_step(state: GANState, batch: Batch, key: jax.Array) -> tuple[GANState,
     (g_grads,) = g_vjp(image_grads)
     g_updates, g_opt_state = state.g_tx.update(g_grads, state.g_opt_state, state.g_params)
     g_params = optax.apply_updates(state.g_params, g_updates)
-    g_ema = state.g_ema
-    if state.ema_decay:
-        g_ema = optax.incremental_update(g_params, g_ema, step_size=1.0 - state.ema_decay)
+    g_ema, g_ema_batch_stats = _update_ema(state, g_params, latents, labels, latent_key)
 
     new_state = state.replace(
         step=state.step + 1,
@@ -173,6 +238,7 @@ def train_step(state: GANState, batch: Batch, key: jax.Array) -> tuple[GANState,
         d_opt_state=d_opt_state,
         d_spectral=d_stats.get(SPECTRAL_COLLECTION, state.d_spectral),
         g_ema=g_ema,
+        g_ema_batch_stats=g_ema_batch_stats,
     )
     metrics = {"d_loss": d_metrics["d_loss"], "g_loss": g_metrics["g_loss"]}
     metrics.update({**d_metrics, **g_metrics})

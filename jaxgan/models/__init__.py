@@ -20,7 +20,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 import ml_collections
 
-from jaxgan.models import dcgan, mlp
+from jaxgan.models import dcgan, mlp, resnet
 from jaxgan.models.fields import Field
 
 
@@ -37,6 +37,7 @@ class Family(Protocol):
 MODELS: dict[str, Family] = {
     "dcgan": dcgan,
     "mlp": mlp,
+    "resnet": resnet,
 }
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 

@@ -41,6 +41,10 @@ SIGNATURE_FIELDS = {
 }
 
 
+# 2: the state holds the EMA generator's own BatchNorm statistics (g_ema_batch_stats).
+STATE_FORMAT = 2
+
+
 class CheckpointError(ValueError):
     """A checkpoint exists but cannot be used; the message says which and why."""
 
@@ -133,7 +137,14 @@ class Checkpointer:
             step,
             args=ocp.args.Composite(
                 state=ocp.args.StandardSave(tree),
-                meta=ocp.args.JsonSave({**meta, "step": step, "state_sha256": state_digest(tree)}),
+                meta=ocp.args.JsonSave(
+                    {
+                        **meta,
+                        "step": step,
+                        "state_sha256": state_digest(tree),
+                        "state_format": STATE_FORMAT,
+                    }
+                ),  # fmt: skip
             ),
             force=True,
         )
@@ -181,6 +192,10 @@ class Checkpointer:
                 f"config ({differences}). Use the same config to resume, or a new workdir."
             )
         target = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, _state_tree(template))
+        # Checkpoints older than the EMA generator's own BatchNorm statistics lack them.
+        legacy_ema_stats = meta.get("state_format", 1) < STATE_FORMAT
+        if legacy_ema_stats:
+            target.pop("g_ema_batch_stats")
         try:
             restored = self._manager.restore(
                 step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target))
@@ -193,6 +208,8 @@ class Checkpointer:
             raise self._unusable(
                 step, "is corrupt", "its arrays differ from the SHA-256 recorded when saved"
             )
+        if legacy_ema_stats:  # What such runs sampled with: the online G's statistics.
+            arrays["g_ema_batch_stats"] = arrays["g_batch_stats"] if arrays["g_ema"] else {}
         # Uncommitted arrays on the default device, like a fresh `create_state`'s: a jitted
         # step then lowers to the same program as in the run that saved the checkpoint
         # (Orbax's committed arrays add sharding annotations and force a recompilation).

@@ -14,6 +14,7 @@ import ml_collections
 
 from jaxgan import data as datasets
 from jaxgan import models
+from jaxgan.core.augment import AUGMENTATIONS, parse_policy
 from jaxgan.models import DTYPES, model_config
 from jaxgan.objectives import OBJECTIVES
 
@@ -33,12 +34,19 @@ def base_config() -> ml_collections.ConfigDict:
 
     config.loss = "nonsaturating"
     config.d_steps = 1
+    # DiffAugment policy for every image D sees, e.g. "translation,cutout" ("": none).
+    config.augment = ""
     config.gp_weight = 10.0
     config.ema_decay = 0.0
+    config.ema_start = 0
     config.r1_gamma = 0.0
     config.r1_every = 1
 
     config.learning_rate = 2e-4
+    # Two time-scale updates: 0 uses learning_rate.
+    config.g_learning_rate = 0.0
+    config.d_learning_rate = 0.0
+    config.lr_decay = "none"
     config.b1 = 0.5
     config.b2 = 0.999
     config.batch_size = 128
@@ -63,7 +71,7 @@ def base_config() -> ml_collections.ConfigDict:
 
     config.eval_every = 10
     config.fid_num_samples = 10000
-    config.fid_batch_size = 250
+    config.fid_batch_size = 0
     config.kid_subset_size = 1000
     config.kid_num_subsets = 100
     return config
@@ -97,6 +105,14 @@ def _non_negative_finite(value) -> bool:
     return _is_real(value) and math.isfinite(value) and value >= 0
 
 
+def _augment_policy(value) -> bool:
+    try:
+        parse_policy(value)
+    except (ValueError, TypeError, AttributeError):
+        return False
+    return True
+
+
 def _dataset(value) -> bool:
     try:
         datasets.parse(value)
@@ -124,6 +140,11 @@ _RULES = {
     "d_steps": (lambda v: _is_int(v) and 1 <= v <= 100, "an integer in [1, 100]"),
     "gp_weight": (_non_negative_finite, "a finite number >= 0"),
     "ema_decay": (_fraction, "a number in [0, 1) (0 turns the EMA off)"),
+    "ema_start": (_non_negative_int, "a non-negative integer (steps)"),
+    "augment": (_augment_policy, "'' or a comma-separated list of " + ", ".join(AUGMENTATIONS)),
+    "g_learning_rate": (_non_negative_finite, "a finite number >= 0 (0: learning_rate)"),
+    "d_learning_rate": (_non_negative_finite, "a finite number >= 0 (0: learning_rate)"),
+    "lr_decay": (lambda v: v in ("none", "linear"), "'none' or 'linear'"),
     "r1_gamma": (_non_negative_finite, "a finite number >= 0 (0 turns R1 off)"),
     "r1_every": (_positive_int, "a positive integer"),
     "learning_rate": (
@@ -160,8 +181,15 @@ _RULES = {
     "log_every_steps": (_positive_int, "a positive integer"),
     "progress": (lambda v: isinstance(v, bool), "True or False"),
     "eval_every": (_non_negative_int, "a non-negative integer (0 disables)"),
-    "fid_num_samples": (lambda v: _is_int(v) and v >= 2, "an integer >= 2"),
-    "fid_batch_size": (_positive_int, "a positive integer"),
+    "fid_num_samples": (
+        lambda v: _is_int(v) and v >= 6,
+        "an integer >= 6 (density/coverage use each image's 5 nearest neighbours)",
+    ),
+    "fid_batch_size": (
+        _non_negative_int,
+        "0 (auto: 50 on CPU; on GPU/TPU from the device's memory, at most 250 per device) "
+        "or a positive integer",
+    ),
     "kid_subset_size": (_positive_int, "a positive integer"),
     "kid_num_subsets": (_positive_int, "a positive integer"),
 }
@@ -196,6 +224,13 @@ def _population_problems(config: ml_collections.ConfigDict) -> list[str]:
             f"config.population={size}; allowed: () or exactly {size} values"
             + ("" if size else " (set config.population to use it)")
         )
+    separate = config.g_learning_rate or config.d_learning_rate or config.lr_decay != "none"
+    if size and separate:
+        problems.append(
+            "config.g_learning_rate, d_learning_rate and lr_decay are for one GAN; a "
+            "population's members share one rate each (population_learning_rates); allowed: "
+            "0, 0 and 'none' with config.population > 0"
+        )
     if size and config.seed + size > 2**32:
         problems.append(
             f"config.seed={config.seed} with config.population={size} needs seeds up to "
@@ -211,6 +246,11 @@ def unknown_variant(path: str, variant: str, variants: tuple[str, ...]) -> Value
     name = Path(path).name
     allowed = ", ".join([f"{name}", *(f"{name}:{v}" for v in variants)])
     return ValueError(f"{name} has no variant {variant!r}; allowed: {allowed}")
+
+
+def images_per_step(config: ml_collections.ConfigDict) -> int:
+    """Real images one step takes: `batch_size` per D step (fresh reals for each)."""
+    return int(config.batch_size) * int(config.get("d_steps", 1))
 
 
 def check_batch_size(batch_size: int, num_examples: int) -> None:
@@ -231,12 +271,17 @@ FIELD_HELP = {
     "image_size": "resize images to SxS (0: the dataset's own size)",
     "channels": "1 (gray) or 3 (RGB); 0: the dataset's own",
     "loss": "objective: " + ", ".join(OBJECTIVES),
-    "d_steps": "D (critic) steps per G step",
+    "d_steps": "D (critic) steps per G step, each on its own batch_size reals",
+    "augment": "DiffAugment policy on every image D sees: " + ", ".join(AUGMENTATIONS),
     "gp_weight": "gradient-penalty weight of wgan_gp",
     "ema_decay": "EMA of G's weights per step, used for samples and FID (0: off)",
+    "ema_start": "steps before the EMA starts averaging (until then it copies G)",
     "r1_gamma": "R1 penalty weight on reals (0: off)",
     "r1_every": "apply R1 every k steps, scaled by k (lazy R1)",
     "learning_rate": "Adam learning rate, G and D",
+    "g_learning_rate": "G's own learning rate (0: learning_rate)",
+    "d_learning_rate": "D's own learning rate (0: learning_rate)",
+    "lr_decay": "'linear': learning rates fall linearly to 0 over the run",
     "b1": "Adam beta1",
     "b2": "Adam beta2",
     "batch_size": "images per step (the last incomplete batch of an epoch is dropped)",
@@ -255,9 +300,10 @@ FIELD_HELP = {
     "log_every_steps": "steps per compiled chunk on GPU/TPU; NaN checks and progress",
     "progress": "progress bar on a terminal",
     "eval_every": "epochs between evaluations, and always at the end (0: never)",
-    "fid_num_samples": "N generated images vs the first N reference images",
-    "fid_batch_size": "Inception batch size",
-    "kid_subset_size": "KID subset size",
+    "fid_num_samples": "N generated images vs the first N reference images (at least 6)",
+    "fid_batch_size": "generator and Inception batch size in evaluation (0: auto, 50 on CPU "
+    "(about 2.5 GB), else from the device memory, at most 250 per device)",
+    "kid_subset_size": "KID subset size (clipped to N with a warning; at N, one subset: no spread)",
     "kid_num_subsets": "KID number of subsets",
 }
 

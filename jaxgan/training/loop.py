@@ -96,10 +96,11 @@ def _set_up(config: ml_collections.ConfigDict) -> _Setup:
         train_set = dataclasses.replace(
             train_set, images=train_set.images[:count], labels=train_set.labels[:count]
         )
-    config_lib.check_batch_size(config.batch_size, len(train_set))
+    images_per_step = config_lib.images_per_step(config)
+    config_lib.check_batch_size(images_per_step, len(train_set))
     mesh = sharding.data_mesh()
-    sharding.check_batch_size(config.batch_size, mesh)
-    steps_per_epoch = len(train_set) // config.batch_size
+    sharding.check_batch_size(images_per_step, mesh)
+    steps_per_epoch = len(train_set) // images_per_step
     if steps_per_epoch * config.num_epochs > _MAX_STEPS:
         raise ValueError(
             f"config.num_epochs={config.num_epochs} gives {steps_per_epoch * config.num_epochs} "
@@ -113,7 +114,10 @@ def _set_up(config: ml_collections.ConfigDict) -> _Setup:
         state = population.create(config, keys, population.learning_rates(config), **shapes)
     else:
         state = create_state(
-            config, jax.random.fold_in(jax.random.key(config.seed), _INIT), **shapes
+            config,
+            jax.random.fold_in(jax.random.key(config.seed), _INIT),
+            total_steps=steps_per_epoch * config.num_epochs,
+            **shapes,
         )
     return _Setup(config, train_set, state, steps_per_epoch, signature(config, info), mesh)
 
@@ -321,7 +325,7 @@ def _train(
         load_epoch = EpochLoader(
             {"image": setup.train_set.images, "label": setup.train_set.labels},
             setup.mesh,
-            config.batch_size,
+            config_lib.images_per_step(config),
         )
         train_key = fold_in(seed_key, _TRAIN)
         for epoch in range(step_of(state) // spe, config.num_epochs):
