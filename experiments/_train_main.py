@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib.util
 import logging
 import os
@@ -12,7 +13,12 @@ from pathlib import Path
 from absl import flags
 from ml_collections import config_flags
 
-from jaxgan.training.config import MOVED_FIELDS, describe_fields
+from jaxgan.training.config import FIELD_HELP, MOVED_FIELDS, describe_fields
+
+# The installed `experiments` package: relative config paths that are not found from the
+# current directory are looked up here, so the commands run from any directory.
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+CONFIGS_DIR = PACKAGE_ROOT / "experiments" / "configs"
 
 USAGE = """{doc}
 usage: python -m {module} [--config=FILE[:VARIANT]] [--workdir=DIR] [--config.FIELD=VALUE ...]
@@ -28,10 +34,44 @@ Example:
 """
 
 
+def resolve_config(spec: str) -> str:
+    """`FILE[:VARIANT]` with FILE as given when it exists, else the installed package's file
+    (`experiments/configs/dcgan.py` or `dcgan.py`); as given when neither exists."""
+    path, colon, variant = spec.partition(":")
+    if not path or Path(path).is_absolute() or Path(path).exists():
+        return spec
+    for base in (PACKAGE_ROOT, CONFIGS_DIR):
+        if (base / path).is_file():
+            return f"{base / path}{colon}{variant}"
+    return spec
+
+
+def _shown(path: str) -> str:
+    """A path inside the installed package as the repository-relative path users type."""
+    try:
+        return str(Path(path).relative_to(PACKAGE_ROOT))
+    except ValueError:
+        return path
+
+
+def _missing_config(argv: list[str]) -> str | None:
+    """The one-line error for a --config file that does not exist, listing those that do."""
+    given = [a.split("=", 1)[1].partition(":")[0] for a in argv if a.startswith("--config=")]
+    if not given or Path(given[-1]).is_file():
+        return None
+    shipped = [_shown(str(f)) for f in sorted(CONFIGS_DIR.glob("*.py")) if f.stem != "__init__"]
+    close = difflib.get_close_matches(given[-1], shipped, n=1)
+    hint = f"did you mean {close[0]}? " if close else ""
+    return f"no config file {given[-1]}; {hint}the configs: {', '.join(shipped)}"
+
+
 def define_flags(default_config: str, default_workdir: str) -> None:
     try:  # With no --config, overrides of the default config are parsed right here.
         config_flags.DEFINE_config_file(
-            "config", default_config, "Config file; variants as 'file.py:smoke'.", lock_config=True
+            "config",
+            resolve_config(default_config),
+            "Config file; variants as 'file.py:smoke'.",
+            lock_config=True,
         )
     except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as error:
         print(f"error: {_one_line(error)}", file=sys.stderr)
@@ -56,10 +96,10 @@ def _usage(argv: list[str], doc: str) -> str:
     return USAGE.format(
         doc=doc.strip() + "\n",
         module=Path(argv[0]).stem if argv[0].endswith(".py") else argv[0],
-        config=default_config,
-        variants=", ".join(f"{path}:{name}" for name in getattr(module, "VARIANTS", ())),
+        config=_shown(default_config),
+        variants=", ".join(f"{_shown(path)}:{name}" for name in getattr(module, "VARIANTS", ())),
         workdir=flag_values["workdir"].default,
-        config_spec=spec,
+        config_spec=_shown(spec),
         fields=describe_fields(module.get_config(variant)),
     )
 
@@ -90,8 +130,38 @@ def _one_line(error: BaseException) -> str:
     return re.sub(r"^(ValueError|KeyError|AttributeError): ", "", last)
 
 
+def _config_field_as_flag(error: BaseException) -> str | None:
+    """The hint for a config field given as a flag of its own (`--num_epochs=3`)."""
+    name = getattr(error, "flagname", None)
+    if not isinstance(error, flags.UnrecognizedFlagError) or not name:
+        return None
+    field = MOVED_FIELDS.get(name) or (name if name in FIELD_HELP else None)
+    if field is None:
+        return None
+    return f"--{name} is not a flag; did you mean --config.{field}?"
+
+
+def _config_resolved(argv: list[str]) -> list[str]:
+    """`argv` with `--config FILE` as `--config=FILE`, and FILE resolved (`resolve_config`)."""
+    resolved, args = [], iter(argv)
+    for arg in args:
+        if arg == "--config":
+            arg = f"--config={next(args, '')}"
+        resolved.append(
+            f"--config={resolve_config(arg[9:])}" if arg.startswith("--config=") else arg
+        )
+    return resolved
+
+
 def parse_flags(argv: list[str], *, doc: str, module: str) -> list[str]:
-    """absl's parsing with a real `--help` and one-line errors instead of tracebacks."""
+    """absl's parsing with a real `--help` and one-line errors instead of tracebacks.
+
+    A `--config` file not found from the current directory is the installed package's."""
+    argv = _config_resolved(argv)
+    missing = _missing_config(argv)
+    if missing:
+        print(f"error: {missing}", file=sys.stderr)
+        sys.exit(2)
     if any(arg in ("-h", "--help", "--helpshort") for arg in argv[1:]):
         try:
             print(_usage([module, *argv[1:]], doc), flush=True)
@@ -101,7 +171,8 @@ def parse_flags(argv: list[str], *, doc: str, module: str) -> list[str]:
     try:
         return flags.FLAGS(argv)
     except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as error:
-        print(f"error: {_moved_field(argv) or _one_line(error)}", file=sys.stderr)
+        hint = _moved_field(argv) or _config_field_as_flag(error) or _one_line(error)
+        print(f"error: {hint}", file=sys.stderr)
         sys.exit(2)
 
 

@@ -13,6 +13,33 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
+from tests.helpers import require  # noqa: E402  Needs REPO_ROOT on the path.
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "requirement(condition, reason): tests/helpers/require.py's requirement"
+    )
+
+
+def pytest_runtest_setup(item):
+    for mark in item.iter_markers("requirement"):
+        require.require_or_skip(mark.args[0], mark.kwargs["reason"])
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Under JAXGAN_REQUIRE_ALL=1 a skip whose reason names a requirement is a failure."""
+    outcome = yield
+    report = outcome.get_result()
+    if not (report.skipped and require.require_all()) or hasattr(report, "wasxfail"):
+        return
+    longrepr = report.longrepr
+    reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+    if require.names_a_requirement(reason):
+        report.outcome = "failed"
+        report.longrepr = require.failure_reason(reason.removeprefix("Skipped: "))
+
 
 @pytest.fixture(scope="session", autouse=True)
 def isolated_cache_dir(tmp_path_factory):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -106,3 +109,68 @@ def test_unconditional_models_ignore_labels():
     assert _leaves_equal(first, other)
     latents = jax.random.normal(jax.random.key(2), (BATCH, state.latent_dim))
     np.testing.assert_array_equal(sample(first, latents), sample(first, latents, [5, 5, 5, 5]))
+
+
+class _Recorded(nn.Module):
+    """A network that hands (inputs, labels, outputs) of each call to `_RECORDED[role]`."""
+
+    inner: nn.Module
+    role: str
+
+    def __call__(self, inputs, labels=None, *, train):
+        outputs = self.inner(inputs, labels, train=train)
+        jax.debug.callback(functools.partial(_record, self.role), inputs, labels, outputs)
+        return outputs
+
+
+_RECORDED: dict[str, list[tuple[np.ndarray, ...]]] = {"g": [], "d": []}
+
+
+def _record(role, inputs, labels, outputs) -> None:
+    _RECORDED[role].append((np.asarray(inputs), np.asarray(labels), np.asarray(outputs)))
+
+
+@pytest.fixture(scope="module")
+def recorded_state(conditional_state):
+    """`conditional_state`'s networks, each call recorded; initialised afresh."""
+    state = conditional_state
+    generator = _Recorded(state.generator, "g")
+    discriminator = _Recorded(state.discriminator, "d")
+    labels = jnp.array([0, 1])
+    g_variables = jax.jit(functools.partial(generator.init, train=False))(
+        jax.random.key(0), jnp.zeros((2, state.latent_dim)), labels
+    )
+    d_variables = jax.jit(functools.partial(discriminator.init, train=False))(
+        jax.random.key(1), jnp.zeros((2, *IMAGE_SHAPE)), labels
+    )
+    return state.replace(
+        generator=generator,
+        discriminator=discriminator,
+        g_params=g_variables["params"],
+        g_batch_stats=g_variables["batch_stats"],
+        g_opt_state=state.g_tx.init(g_variables["params"]),
+        d_params=d_variables["params"],
+        d_batch_stats=d_variables["batch_stats"],
+        d_opt_state=state.d_tx.init(d_variables["params"]),
+    )
+
+
+def test_d_judges_the_fakes_with_the_labels_g_drew_them_with(recorded_state):
+    # G draws the fakes with the batch's labels; D's fake pass and G's loss pass judge
+    # exactly those images with exactly those labels, and D's real pass the reals with
+    # theirs. Catches G and D given different (e.g. shuffled) labels for the same fakes.
+    for calls in _RECORDED.values():
+        calls.clear()
+    labels = jnp.array([3, 1, 4, 1])
+    reals = _images()
+    new_state, _ = _step(recorded_state, {"image": reals, "label": labels}, jax.random.key(3))
+    jax.block_until_ready(new_state)
+    jax.effects_barrier()
+    assert [len(_RECORDED["g"]), len(_RECORDED["d"])] == [1, 3]
+    ((_, g_labels, fakes),) = _RECORDED["g"]
+    np.testing.assert_array_equal(g_labels, labels)
+    on_fakes = [call for call in _RECORDED["d"] if np.array_equal(call[0], fakes)]
+    on_reals = [call for call in _RECORDED["d"] if np.array_equal(call[0], reals)]
+    assert (len(on_fakes), len(on_reals)) == (2, 1)  # D's fake pass and G's loss pass
+    for _, d_labels, _ in on_fakes + on_reals:
+        np.testing.assert_array_equal(d_labels, labels)

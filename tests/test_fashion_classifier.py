@@ -28,7 +28,7 @@ def trained(cache_dir):
 
 
 @pytest.fixture(scope="module")
-def test_split():
+def fashion_test_split():
     images, labels = load_fashion_mnist("test")
     return images[..., None], labels
 
@@ -44,8 +44,8 @@ def test_max_pool_2x2_equals_flax_max_pool_with_gradients():
     np.testing.assert_allclose(ours, flax)
 
 
-def test_tiny_classifier_beats_chance_on_the_test_split(trained, test_split):
-    images, labels = test_split
+def test_tiny_classifier_beats_chance_on_the_test_split(trained, fashion_test_split):
+    images, labels = fashion_test_split
     # Chance is 0.1; three epochs on 2,000 images give about 0.7.
     assert trained.test_accuracy > 0.5
     # The stored accuracy is the test split's (not the training images').
@@ -55,8 +55,8 @@ def test_tiny_classifier_beats_chance_on_the_test_split(trained, test_split):
     assert len(np.unique(predicted)) >= 5
 
 
-def test_predict_accepts_uint8_gray_and_float_images(trained, test_split):
-    images = test_split[0][:37]
+def test_predict_accepts_uint8_gray_and_float_images(trained, fashion_test_split):
+    images = fashion_test_split[0][:37]
     expected = trained.predict(images)
     np.testing.assert_array_equal(trained.predict(images[..., 0]), expected)
     floats = images.astype(np.float32) / 127.5 - 1.0
@@ -70,7 +70,9 @@ def test_predict_accepts_uint8_gray_and_float_images(trained, test_split):
         trained.predict(np.zeros((2, 32, 32, 1), np.uint8))
 
 
-def test_the_cache_round_trips_without_training(trained, cache_dir, monkeypatch, test_split):
+def test_the_cache_round_trips_without_training(
+    trained, cache_dir, monkeypatch, fashion_test_split
+):
     path = classifier.cache_path(TINY, cache_dir)
     assert path.is_file() and TINY.digest() in path.name
     monkeypatch.setattr(classifier, "train_classifier", _must_not_train)
@@ -78,7 +80,7 @@ def test_the_cache_round_trips_without_training(trained, cache_dir, monkeypatch,
     assert loaded.settings == TINY
     assert loaded.test_accuracy == trained.test_accuracy
     jax.tree.map(np.testing.assert_array_equal, loaded.params, trained.params)
-    images = test_split[0][:100]
+    images = fashion_test_split[0][:100]
     np.testing.assert_array_equal(loaded.predict(images), trained.predict(images))
 
 

@@ -7,15 +7,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxgan.models.dropout import Dropout, bernoulli, threefry_2x32
 from jaxgan.models.layers import (
     Conv,
-    Dropout,
     PatchConv,
     SubpixelConvTranspose,
-    bernoulli,
     matmul_f32,
     phase_taps,
-    threefry_2x32,
 )
 
 

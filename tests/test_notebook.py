@@ -3,6 +3,7 @@
 import base64
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -28,10 +29,10 @@ def test_stored_without_outputs_and_with_one_parameters_cell():
     assert len(tagged) == 1
     for name in ("SMOKE =", "EPOCHS =", "WORKDIR ="):
         assert name in tagged[0].source
-    install = code_cells(notebook)[0].source
-    assert "import google.colab" in install and 'REPO_URL = "https://github.com/OWNER/REPO' in (
-        install
-    )
+    setup = code_cells(notebook)[0].source
+    # A Colab form field, empty until the user types an address: no placeholder to clone.
+    assert 'REPO_URL = ""  # @param {type:"string"}\n' in setup
+    assert "OWNER/REPO" not in NOTEBOOK.read_text()
 
 
 def _register_venv_kernel(jupyter_dir: Path) -> None:
@@ -48,6 +49,45 @@ def _register_venv_kernel(jupyter_dir: Path) -> None:
 
 def _text(cell) -> str:
     return "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
+
+
+def _stderr(cell) -> str:
+    return "".join(o.text for o in cell.outputs if o.get("name") == "stderr")
+
+
+def _run_setup_cell(tmp_path, monkeypatch, cwd: Path) -> dict:
+    """Runs only the notebook's set-up cell in a kernel started in `cwd`; its last output."""
+    _register_venv_kernel(tmp_path / "jupyter")
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    monkeypatch.setenv("JAX_PLATFORMS", "cpu")
+    monkeypatch.delenv("PYTHONPATH", raising=False)
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    notebook.cells = code_cells(notebook)[:1]
+    client = NotebookClient(
+        notebook, timeout=300, kernel_name=KERNEL_NAME, allow_errors=True,
+        resources={"metadata": {"path": str(cwd)}},
+    )  # fmt: skip
+    client.execute()
+    return notebook.cells[0].outputs[-1]
+
+
+def test_on_colab_an_empty_repo_url_stops_with_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("COLAB_RELEASE_TAG", "release-colab_test")  # What Colab's kernels have.
+    output = _run_setup_cell(tmp_path, monkeypatch, cwd=tmp_path)  # Not inside a checkout.
+    assert output.output_type == "error"
+    (line,) = output.traceback
+    assert line.startswith("Set-up stopped: REPO_URL is empty") and "field above" in line
+
+
+def test_in_a_checkout_its_own_code_is_used(tmp_path, monkeypatch):
+    """Jupyter starts the kernel in the notebook's folder: that clone's jaxgan is imported,
+    not the one the environment has installed."""
+    clone = tmp_path / "clone"
+    for folder in ("jaxgan", "experiments"):
+        shutil.copytree(REPO_ROOT / folder, clone / folder, ignore=shutil.ignore_patterns("__py*"))
+    (clone / "notebooks").mkdir()
+    output = _run_setup_cell(tmp_path, monkeypatch, cwd=clone / "notebooks")
+    assert output.output_type == "stream" and output.text == f"jaxgan 0.1.0 from {clone}\n"
 
 
 @pytest.mark.slow
@@ -73,6 +113,10 @@ def test_runs_top_to_bottom_at_smoke_size(tmp_path, monkeypatch):
 
     cells = code_cells(notebook)
     assert f"from {REPO_ROOT}" in _text(cells[0])
+    # Orbax's INFO lines (dozens per save and restore) are silenced by the set-up cell.
+    logged = [line for cell in cells for line in _stderr(cell).splitlines()]
+    assert [line for line in logged if "[process=" in line or "orbax" in line.lower()] == []
+    assert not [line for line in logged if "checkpoint" in line.lower()], logged
     run_dir = workdir / "smoke"
     assert (run_dir / "checkpoints" / "32").is_dir()
     assert not (workdir / "dcgan").exists()  # SMOKE skips the real epochs.

@@ -110,9 +110,24 @@ def test_non_finite_values_are_skipped(tmp_path):
     _decode(tmp_path / "curves.png")
 
 
-def test_a_single_epoch_is_drawn(tmp_path):
+def test_a_single_epoch_is_drawn(tmp_path, monkeypatch):
+    """A line through one point is invisible: each lone point needs a marker."""
+    figures = []
+
+    class KeptFigure(plots.Figure):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            figures.append(self)
+
+    monkeypatch.setattr(plots, "Figure", KeptFigure)
     plots.write_curves(_records(num_epochs=1), tmp_path / "curves.png")
-    _decode(tmp_path / "curves.png")
+    assert _decode(tmp_path / "curves.png").ndim == 3
+    (figure,) = figures
+    drawn = {line.get_label(): line for ax in figure.axes for line in ax.get_lines()}
+    assert {"d_loss", "g_loss", "d_real_acc", "d_fake_acc"} <= set(drawn)
+    for label, line in drawn.items():
+        assert len(line.get_xdata()) == 1, label
+        assert line.get_marker() not in (None, "", " ", "None") and line.get_markersize() > 0, label
 
 
 def test_empty_or_unplottable_records_are_errors(tmp_path):

@@ -95,6 +95,26 @@ def test_the_epoch_loader_stacks_each_members_own_shuffle(on_device):
             np.testing.assert_array_equal(np.asarray(loaded[name])[:, index], expected[name])
 
 
+@pytest.mark.parametrize("on_device", [True, False])
+def test_each_member_shuffles_with_its_own_seeds_key(on_device):
+    # Member i's keys are a single run's with seed + i: key(seed + i), folded in as a single
+    # run folds its key. Built here without `seed_keys`, so that members given one key
+    # (the same shuffle for all) or keys of other seeds fail.
+    seeds = [5, 6, 7]
+    data = {"image": np.zeros((40, 1), np.uint8), "label": np.arange(40)}
+    keys = population.fold_in(population.seed_keys(seeds), 1)
+    orders = np.asarray(
+        EpochLoader(data, sharding.data_mesh(), 8, on_device=on_device)(keys)["label"]
+    )
+    assert orders.shape == (5, 3, 8)  # [batches, members, batch]
+    for index, seed in enumerate(seeds):
+        own_key = jax.random.fold_in(jax.random.key(seed), 1)
+        expected = np.asarray(jax.random.permutation(own_key, 40)).reshape(5, 8)
+        np.testing.assert_array_equal(orders[:, index], expected, err_msg=f"member {index}")
+    for a, b in ((0, 1), (0, 2), (1, 2)):
+        assert not np.array_equal(orders[:, a], orders[:, b])
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """A 2-member population (learning rates 2e-4 and 1e-4) and the two single runs."""

@@ -146,6 +146,13 @@ def test_parameter_errors_name_the_parameter_and_what_is_allowed(query, paramete
     assert len(str(raised.value)) < 600
 
 
+def test_a_long_unknown_name_is_cut_as_a_long_value_is():
+    with pytest.raises(params_lib.ParameterError) as raised:
+        params_lib.parse_generate([("x" * 100_000, "1")], 0, [])
+    assert raised.value.parameter == "x" * 40 + "... (100000 characters)"
+    assert len(str(raised.value)) < 600
+
+
 def test_leading_zeros_and_defaults_parse():
     parsed = params_lib.parse_generate([("n", "0" * 40 + "16"), ("seed", "007")], 0, [])
     assert parsed == params_lib.GenerateParams(n=16, seed=7, label=None, format="png")
@@ -462,6 +469,14 @@ def test_fuzzed_raw_query_strings_never_fail(conditional_server, raw):
         path = f"{endpoint}?{urllib.parse.quote(raw, safe='=&;%+')}"
         status, _, body = get(conditional_server, path)
         assert status in (200, 422), (path, status, body[:300])
+
+
+def test_a_long_unknown_name_gets_a_short_422(conditional_server):
+    status, _, body = get(conditional_server, f"/generate?{'y' * 10_000}=1")
+    payload = json.loads(body)
+    assert status == 422 and len(body) < 1000
+    assert payload["parameter"] == "y" * 40 + "... (10000 characters)"
+    assert payload["parameter"] in payload["error"]
 
 
 # --- the unconditional server -------------------------------------------------------------------

@@ -3,6 +3,7 @@ pip is skipped, and what Colab keeps. A fake `nvidia-smi` stands in for the GPU.
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -40,7 +41,7 @@ def _venv(tmp_path):
     return venv
 
 
-def _dry_run(tmp_path, *, driver=None, check=True, **env_overrides):
+def _dry_run(tmp_path, *, driver=None, check=True, script=SCRIPT, **env_overrides):
     env = {
         key: value for key, value in os.environ.items() if not key.startswith(("JAXGAN_", "COLAB_"))
     }
@@ -51,7 +52,7 @@ def _dry_run(tmp_path, *, driver=None, check=True, **env_overrides):
         **env_overrides,
     )
     completed = subprocess.run(
-        ["bash", str(SCRIPT)], env=env, capture_output=True, text=True, timeout=120
+        ["bash", str(script)], env=env, capture_output=True, text=True, timeout=120
     )
     if check:
         assert completed.returncode == 0, completed.stderr
@@ -121,3 +122,41 @@ def test_pip_is_skipped_only_while_the_stamp_matches(tmp_path):
     # Another accelerator needs other packages.
     assert "pip would be skipped" not in _dry_run(tmp_path, JAXGAN_ACCELERATOR="tpu").stdout
     assert "pip would be skipped" not in _dry_run(tmp_path, driver=NEW_DRIVER).stdout
+
+
+def test_a_changed_pyproject_reinstalls(tmp_path):
+    """pip runs again after pyproject.toml changes (new packages, extras or dependencies)."""
+    checkout = tmp_path / "checkout"
+    (checkout / "scripts").mkdir(parents=True)
+    shutil.copy(SCRIPT, checkout / "scripts" / "setup.sh")
+    shutil.copy(REPO / "pyproject.toml", checkout / "pyproject.toml")
+    script = checkout / "scripts" / "setup.sh"
+    first = _dry_run(tmp_path, script=script).stdout
+    (fingerprint, stamp) = re.findall(r"setup: fingerprint (\w+) \(stamp (.+)\)", first)[0]
+    Path(stamp).write_text(fingerprint + "\n")
+    assert "pip would be skipped" in _dry_run(tmp_path, script=script).stdout
+    with (checkout / "pyproject.toml").open("a") as pyproject:
+        pyproject.write("# a change\n")
+    assert "pip would be skipped" not in _dry_run(tmp_path, script=script).stdout
+
+
+def _readme_extras(machine: str) -> list[list[str]]:
+    """The extras that the README's set-up table names on the row of `machine`."""
+    (row,) = [
+        line for line in (REPO / "README.md").read_text().splitlines()
+        if line.startswith(f"| {machine} ")
+    ]  # fmt: skip
+    return [extras.split(",") for extras in re.findall(r"\.\[([^\]]*)\]", row)]
+
+
+def test_the_readme_set_up_table_names_the_extras_that_set_up_installs(tmp_path):
+    colab = {"COLAB_RELEASE_TAG": "release-colab_2026", "PYTHON": sys.executable}
+    runs = {
+        "no NVIDIA GPU": [{}],
+        "NVIDIA GPU": [{"driver": NEW_DRIVER}, {"driver": OLD_DRIVER}],
+        "Cloud TPU VM": [{"JAXGAN_ACCELERATOR": "tpu"}],
+        "Google Colab": [colab],
+    }
+    for machine, settings in runs.items():
+        installed = [_extras(_dry_run(tmp_path, **setting).stdout) for setting in settings]
+        assert _readme_extras(machine) == installed, machine

@@ -234,3 +234,28 @@ def test_lazy_r1_applies_every_k_steps_scaled_by_k():
         jax.tree.leaves(_d_gradient(states[1])), jax.tree.leaves(_d_gradient(doubled[1]))
     ):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-8)
+
+
+def test_r1_adds_half_gamma_times_the_penalty_to_ds_loss():
+    # The step's D gradient with R1 minus that without it is (gamma / 2) * grad R1(d_params)
+    # (Mescheder et al. 2018, eq. 9), computed here by hand. Everything else (fakes, logits)
+    # is the same in both runs. Catches gamma instead of gamma / 2, and R1 left out of
+    # the gradient.
+    gamma = 2.0
+    with_r1, _ = _mlp_run(r1_gamma=gamma, r1_every=1)  # The run the lazy-R1 test compiles.
+    without, _ = _mlp_run()
+    initial = with_r1[0]
+    reals = _batch()["image"]
+
+    def penalty(d_params):
+        critic = lambda images: initial.discriminator.apply(  # noqa: E731
+            {"params": d_params}, images, train=True
+        )
+        return r1_penalty(critic, reals)
+
+    by_hand = jax.tree.map(lambda g: 0.5 * gamma * g, jax.grad(penalty)(initial.d_params))
+    added = jax.tree.map(jnp.subtract, _d_gradient(with_r1[1]), _d_gradient(without[1]))
+    scale = max(float(jnp.max(jnp.abs(leaf))) for leaf in jax.tree.leaves(by_hand))
+    assert scale > 1e-3  # The penalty's gradient is not negligible.
+    for got, want in zip(jax.tree.leaves(added), jax.tree.leaves(by_hand), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5 * scale)

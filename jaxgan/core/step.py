@@ -124,6 +124,25 @@ def _critic_batches(state: GANState, batch: Batch) -> tuple[list[jax.Array], lis
     )
 
 
+def _g_update(state, g_vjp, fake_images, d, labels, dropout_key, augment):
+    """G's Adam step against (the updated) D on its fakes, pulled back through `g_vjp`;
+    returns G's params and optimizer state, D's threaded statistics and G's metrics."""
+    d_params, d_stats = d
+
+    def g_loss_fn(images):
+        images = augment(images, 2)
+        logits, new_d_stats = _apply_d(state, d_params, d_stats, images, labels, dropout_key)
+        loss, metrics = state.objective.g_loss(logits)
+        return loss, (metrics, new_d_stats)
+
+    (_, (g_metrics, d_stats)), image_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(
+        fake_images
+    )
+    (g_grads,) = g_vjp(image_grads)
+    g_updates, g_opt_state = state.g_tx.update(g_grads, state.g_opt_state, state.g_params)
+    return optax.apply_updates(state.g_params, g_updates), g_opt_state, d_stats, g_metrics
+
+
 def _update_ema(state: GANState, g_params, latents, labels, key):
     """The EMA of G's weights (after `ema_start` steps) and its own BatchNorm statistics,
     from a forward pass of the averaged weights on this step's latents."""
@@ -214,18 +233,9 @@ def train_step(state: GANState, batch: Batch, key: jax.Array) -> tuple[GANState,
     )  # fmt: skip
     d_params, d_stats, d_opt_state = d
 
-    def g_loss_fn(images):
-        images = augment(images, 2)
-        logits, new_d_stats = _apply_d(state, d_params, d_stats, images, labels, g_drop_key)
-        loss, metrics = state.objective.g_loss(logits)
-        return loss, (metrics, new_d_stats)
-
-    (_, (g_metrics, d_stats)), image_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(
-        fake_images
+    g_params, g_opt_state, d_stats, g_metrics = _g_update(
+        state, g_vjp, fake_images, (d_params, d_stats), labels, g_drop_key, augment
     )
-    (g_grads,) = g_vjp(image_grads)
-    g_updates, g_opt_state = state.g_tx.update(g_grads, state.g_opt_state, state.g_params)
-    g_params = optax.apply_updates(state.g_params, g_updates)
     g_ema, g_ema_batch_stats = _update_ema(state, g_params, latents, labels, latent_key)
 
     new_state = state.replace(

@@ -38,7 +38,8 @@ from jaxgan.data import default_cache_dir
 from jaxgan.data.fashion_mnist import INFO as FASHION_MNIST_INFO
 from jaxgan.data.fashion_mnist import load_fashion_mnist
 from jaxgan.metrics.features import to_uint8
-from jaxgan.models.layers import Conv, Dropout
+from jaxgan.models.dropout import Dropout
+from jaxgan.models.layers import Conv
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxgan.models.dropout import Dropout
 from jaxgan.models.fields import BOOLEAN, FRACTION, POSITIVE_INT, Field
-from jaxgan.models.layers import Conv, Dropout, PatchConv, SubpixelConvTranspose
+from jaxgan.models.layers import Conv, PatchConv, SubpixelConvTranspose
 from jaxgan.models.normalization import BATCH_NORM as _BATCH_NORM
 from jaxgan.models.normalization import spectral
 
@@ -73,7 +74,7 @@ class Discriminator(nn.Module):
 
     4x4 stride-2 conv to (H/2)x(W/2)xw, LeakyReLU(0.2), dropout; 4x4 stride-2 conv to
     (H/4)x(W/4)x(2w), BatchNorm, LeakyReLU(0.2), dropout; Dense to one logit.
-    `layers.Conv` and `layers.Dropout` compute exactly what `nn.Conv` and `nn.Dropout`
+    `layers.Conv` and `dropout.Dropout` compute exactly what `nn.Conv` and `nn.Dropout`
     do (same parameters, same dropout masks for a key), in forms XLA runs fast on CPU.
     """
 

@@ -24,18 +24,23 @@ _MAX_DIGITS = 20
 _SHOWN_CHARACTERS = 40
 
 
+def _shown(text: str) -> str:
+    """`text`, or its start and its length when it is long: a client's text echoed back."""
+    if len(text) <= _SHOWN_CHARACTERS:
+        return text
+    return f"{text[:_SHOWN_CHARACTERS]}... ({len(text)} characters)"
+
+
 class ParameterError(ValueError):
-    """A query parameter the endpoint does not accept; `parameter` and `allowed` say which."""
+    """A query parameter the endpoint does not accept; `parameter` and `allowed` say which.
+
+    A long name (an unknown parameter's) or value is shown cut to its start and length.
+    """
 
     def __init__(self, parameter: str, value: str | None, problem: str, allowed: str):
-        self.parameter = parameter
+        self.parameter = _shown(parameter)
         self.allowed = allowed
-        shown = (
-            value
-            if value is None or len(value) <= _SHOWN_CHARACTERS
-            else (f"{value[:_SHOWN_CHARACTERS]}... ({len(value)} characters)")
-        )
-        given = f"{parameter}={shown!r}" if value is not None else parameter
+        given = self.parameter if value is None else f"{self.parameter}={_shown(value)!r}"
         super().__init__(f"{given} {problem}; allowed: {allowed}")
 
 

@@ -108,26 +108,36 @@ class Checkpointer:
         options = ocp.CheckpointManagerOptions(
             max_to_keep=keep,
             create=True,
-            enable_async_checkpointing=False,
+            # Training goes on while a save is written; Orbax writes into a temporary
+            # folder and renames it when complete, so a kill mid-save loses only that save.
+            enable_async_checkpointing=True,
             cleanup_tmp_directories=remove_partial,
         )
         self._manager = ocp.CheckpointManager(
             self.directory, options=options, item_names=("state", "meta")
         )
 
+    def wait(self) -> None:
+        """Blocks until the save in the background (if any) is complete on disk."""
+        self._manager.wait_until_finished()
+
     def latest_step(self) -> int | None:
         """The step of the newest complete checkpoint, or None."""
+        self.wait()
         self._manager.reload()
         return self._manager.latest_step()
 
     def all_steps(self) -> list[int]:
+        self.wait()
         self._manager.reload()
         return list(self._manager.all_steps())
 
     def save(self, state: GANState, meta: dict[str, Any]) -> int:
-        """Writes a checkpoint named by `state.step`; returns that step.
+        """Starts writing a checkpoint named by `state.step`; returns that step.
 
-        A checkpoint that already exists for this step is left as it is.
+        The write goes on in the background (`wait` blocks until it is complete); the
+        state is copied to the host first, so training may go on at once. A checkpoint
+        that already exists for this step is left as it is.
         """
         step = step_of(state)
         if step in self.all_steps():
@@ -148,7 +158,6 @@ class Checkpointer:
             ),
             force=True,
         )
-        self._manager.wait_until_finished()
         return step
 
     def read_meta(self, step: int) -> dict[str, Any]:

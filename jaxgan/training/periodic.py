@@ -199,17 +199,26 @@ class LogEpoch(PeriodicAction):
 
 
 class DrawCurves(PeriodicAction):
-    """Redraws curves.png from every record so far."""
+    """Redraws curves.png from every record so far: at most every `min_seconds`, and
+    always after an evaluation and at the end (drawing takes longer than a GPU epoch)."""
 
-    def __init__(self, path: Path, records: list[dict[str, Any]]):
+    def __init__(self, path: Path, records: list[dict[str, Any]], min_seconds: float = 10.0,
+                 clock: Callable[[], float] = time.monotonic):  # fmt: skip
         super().__init__(1)
         self.path, self.records = path, records
+        self.min_seconds, self.clock = min_seconds, clock
+        self.last_drawn: float | None = None
 
     def __call__(self, end: EpochEnd) -> None:
+        self.records.append(dict(end.record))
+        now = self.clock()
+        recent = self.last_drawn is not None and now - self.last_drawn < self.min_seconds
+        if recent and not end.is_last and "fid" not in end.record:
+            return
         from jaxgan.evaluation import plots  # matplotlib is imported only when drawing.
 
-        self.records.append(dict(end.record))
         plots.write_curves(self.records, self.path)
+        self.last_drawn = self.clock()
 
 
 def format_scalars(record: dict[str, Any]) -> str:

@@ -98,11 +98,22 @@ def make_chunk_runner(
 
 
 class Progress:
-    """A progress bar per epoch with the whole run's ETA; log lines without a terminal."""
+    """A progress bar per epoch with the whole run's ETA; log lines without a terminal.
 
-    def __init__(self, config, total_steps: int, start_step: int):
+    The ETA counts the evaluations still to come (`config.eval_every`, and the final one):
+    each as long as the latest measured one (an `eval_seconds` in `records`, the run's live
+    list of epoch records, resumed ones included); before any is measured, or without
+    `records`, the ETA says "+ evaluation". The time per step leaves out the evaluations
+    run since the start.
+    """
+
+    def __init__(
+        self, config, total_steps: int, start_step: int, records: list[dict] | None = None
+    ):
         self.config, self.total_steps, self.start_step = config, total_steps, start_step
         self.start_time = self.last_report = time.time()
+        self.records = records
+        self.records_at_start = len(records) if records is not None else 0
 
     def bar(self, epoch: int, position: int, steps_per_epoch: int) -> tqdm.tqdm:
         return tqdm.tqdm(
@@ -114,13 +125,36 @@ class Progress:
             disable=None if self.config.progress else True,
         )
 
+    def evaluations_to_come(self, step: int) -> int:
+        """The evaluations still to run: those after the epochs ending at or after `step`."""
+        every, epochs = self.config.eval_every, self.config.num_epochs
+        if not every:
+            return 0
+        steps_per_epoch = self.total_steps // epochs
+        return sum(
+            epoch * steps_per_epoch >= step
+            for epoch in range(1, epochs + 1)
+            if epoch % every == 0 or epoch == epochs
+        )
+
+    def _eval_seconds(self, since: int = 0) -> list[float]:
+        return [r["eval_seconds"] for r in (self.records or [])[since:] if "eval_seconds" in r]
+
+    def seconds_per_step(self, step: int) -> float:
+        """Training time per step since the start, evaluations left out."""
+        training = time.time() - self.start_time - sum(self._eval_seconds(self.records_at_start))
+        return max(training, 0.0) / max(step - self.start_step, 1)
+
     def eta(self, step: int) -> str:
-        done = step - self.start_step
-        if done <= 0:
+        if step <= self.start_step:
             return "?"
-        seconds = (time.time() - self.start_time) / done * (self.total_steps - step)
+        seconds = self.seconds_per_step(step) * (self.total_steps - step)
+        evaluations, measured = self.evaluations_to_come(step), self._eval_seconds()
+        if evaluations and measured:
+            seconds += evaluations * measured[-1]
         hours, rest = divmod(int(seconds), 3600)
-        return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+        text = f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+        return f"{text} + evaluation" if evaluations and not measured else text
 
     def report(self, bar, epoch: int, position: int, spe: int, step: int, chunk) -> None:
         names = [n for n in ("d_loss", "g_loss") if n in chunk] or sorted(chunk)[:2]
@@ -134,6 +168,6 @@ class Progress:
                 "epoch %d/%d: %d/%d steps, %s, %.2f s/step, run ETA %s",
                 epoch + 1, self.config.num_epochs, position, spe,
                 " ".join(f"{k} {v:.4f}" for k, v in last.items()),
-                (self.last_report - self.start_time) / max(step - self.start_step, 1),
+                self.seconds_per_step(step),
                 self.eta(step),
             )  # fmt: skip

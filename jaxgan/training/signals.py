@@ -48,6 +48,11 @@ class SignalCatcher:
         del frame
         if self.signum is not None:
             signal.signal(signum, self._previous.get(signum, signal.SIG_DFL))
+            # The log's last line says what happened, not the checkpoint promised below.
+            log.warning(
+                "Received %s again: stopped at once, without a checkpoint of the current step "
+                "(a rerun resumes from the latest saved one, if any)", signal.Signals(signum).name,
+            )  # fmt: skip
             raise KeyboardInterrupt
         self.signum = signum
         log.warning(

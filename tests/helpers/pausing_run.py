@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from orbax.checkpoint._src.path import atomicity  # noqa: E402
 
-from jaxgan.training import loop  # noqa: E402
+from jaxgan.training import trainer  # noqa: E402
 
 MAX_PAUSE_SECONDS = 300
 
@@ -42,7 +42,7 @@ def _pause(step: int) -> None:
 def _install_pauses() -> None:
     if "JAXGAN_PAUSE_AFTER_STEP" in os.environ:
         pause_step = int(os.environ["JAXGAN_PAUSE_AFTER_STEP"])
-        check_chunk = loop._first_non_finite
+        check_chunk = trainer.first_non_finite
 
         def check_then_pause(chunk_metrics, first_step):
             problem = check_chunk(chunk_metrics, first_step)
@@ -51,7 +51,7 @@ def _install_pauses() -> None:
                 _pause(last_step)
             return problem
 
-        loop._first_non_finite = check_then_pause
+        trainer.first_non_finite = check_then_pause
 
     if "JAXGAN_PAUSE_IN_SAVE" in os.environ:
         save_step = os.environ["JAXGAN_PAUSE_IN_SAVE"]

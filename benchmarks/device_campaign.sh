@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The GPU measurements still owed, one part per device call (each fits the 10-minute limit).
+# Run on the device machine from the project root, after `bash ../shared/gpu/prepare.sh` and
+# its two weight calls (call 3 is this script):
+#   source .gpu/bin/env.sh && bash benchmarks/device_campaign.sh PART
+# Parts:
+#   eval     evaluation speed (benchmarks.eval_speed, device vs host metrics at N=10k), the
+#            documented default command end to end, and bf16/TF32 Inception's FID error
+#            (benchmarks.fid_precision) on the trained DCGAN it leaves.          ~8 min
+#   resnet   resnet.py and cresnet.py, seed 0 each, side by side on the card, scored at
+#            N=10k (benchmarks.quality: FID, KID, P/R/D/C, per-class FID, class accuracy). ~9 min
+#   curve    FID at N=10k every 4 epochs of resnet.py (seed 1): FID against time.     ~9 min
+#   dcgan    dcgan_best.py (EMA with its own statistics) and cdcgan.py, seed 0 each.  ~6 min
+# Every part prints JSON lines and copies its results and logs into $OUT (the device tool's
+# output folder) when set.
+set -uo pipefail
+part="${1:?usage: bash benchmarks/device_campaign.sh eval|resnet|curve|dcgan}"
+out="${OUT:-/tmp/campaign}"
+mkdir -p "$out"
+nvidia-smi -L || true
+case "$part" in
+  eval)
+    timeout 150 python3 -m benchmarks.eval_speed --num=10000 | tee "$out/eval_speed.jsonl"
+    start=$(date +%s)
+    timeout 240 python3 -m experiments.dcgan --config=experiments/configs/dcgan.py \
+      --workdir=/tmp/default > "$out/default_command.log" 2>&1
+    rc=$?
+    echo "{\"default_command_seconds\": $(( $(date +%s) - start )), \"rc\": $rc}" \
+      | tee "$out/default_command.json"
+    cp /tmp/default/fid_result.txt /tmp/default/metrics.jsonl "$out/" 2>/dev/null
+    timeout 120 python3 -m benchmarks.fid_precision --workdir=/tmp/default --num=10000 \
+      | tee "$out/fid_precision.jsonl"
+    ;;
+  resnet)
+    timeout 560 python3 -m benchmarks.quality --config=experiments/configs/resnet.py \
+      --config=experiments/configs/cresnet.py --seeds=1 --parallel=2 \
+      --workdir=/tmp/quality | tee "$out/quality_resnet.jsonl"
+    cp -r /tmp/quality/*/seeds*/fashion_mnist_samples*.png /tmp/quality/*.log "$out/" 2>/dev/null
+    ;;
+  curve)
+    timeout 560 python3 -m experiments.train --config=experiments/configs/resnet.py \
+      --workdir=/tmp/curve --config.seed=1 --config.eval_every=4 --config.fid_num_samples=10000 \
+      > "$out/curve.log" 2>&1
+    cp /tmp/curve/metrics.jsonl /tmp/curve/curves.png /tmp/curve/fashion_mnist_samples.png "$out/"
+    ;;
+  dcgan)
+    timeout 400 python3 -m benchmarks.quality --config=experiments/configs/dcgan_best.py \
+      --config=experiments/configs/cdcgan.py --seeds=1 --parallel=2 \
+      --workdir=/tmp/quality_dcgan | tee "$out/quality_dcgan.jsonl"
+    ;;
+  *)
+    echo "unknown part '$part'; allowed: eval, resnet, curve, dcgan" >&2
+    exit 2
+    ;;
+esac
