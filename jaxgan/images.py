@@ -28,17 +28,32 @@ def to_uint8_images(images) -> np.ndarray:
     return np.clip(np.rint((images.astype(np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)
 
 
+def grid_columns(count: int) -> int:
+    """Images per row of a grid of `count` images with no empty cell where one fits.
+
+    The smallest divisor of `count` that is at least sqrt(count), unless that makes rows
+    more than twice as long as a square's (a prime such as 7 or 97); then ceil(sqrt(count))
+    and a partly empty last row. 64 -> 8 (8x8), 8 -> 4 (2x4), 12 -> 4 (3x4), 7 -> 3 (3x3).
+    """
+    square = math.ceil(math.sqrt(count))
+    for columns in range(square, 2 * square + 1):
+        if count % columns == 0:
+            return columns
+    return square
+
+
 def make_grid(images, columns: int | None = None, padding: int = 2) -> np.ndarray:
     """Tiles N images into one uint8 image [rows*(H+p)+p, columns*(W+p)+p, C].
 
     Args:
       images: float in [-1, 1] or uint8, [N, H, W] or [N, H, W, C] with C in {1, 3}.
-      columns: images per row (default: ceil(sqrt(N)), so 64 images give 8x8).
+      columns: images per row (default: `grid_columns(N)`, so 64 images give 8x8 and 8
+        give 2x4).
       padding: black pixels between and around images.
     """
     images = to_uint8_images(images)
     count, height, width, channels = images.shape
-    columns = columns or math.ceil(math.sqrt(count))
+    columns = columns or grid_columns(count)
     rows = math.ceil(count / columns)
     grid = np.zeros(
         (rows * (height + padding) + padding, columns * (width + padding) + padding, channels),

@@ -128,6 +128,78 @@ def test_an_empty_or_missing_folder_is_an_error_naming_it(tmp_path):
         datasets.load(_config(f"folder:{tmp_path / 'no_such_folder'}"), "train")
 
 
+def test_a_folder_mixing_top_level_images_and_class_folders_is_refused_naming_both(tmp_path):
+    # Issue 20: 5 images at the top and 6 in sub/ trained on the 6 and dropped the 5 silently.
+    for index in range(5):
+        _write_png(tmp_path / f"top{index}.png", _random_rgb(index, 8, 8))
+    for index in range(6):
+        _write_png(tmp_path / "sub" / f"{index}.png", _random_rgb(10 + index, 8, 8))
+    with pytest.raises(ValueError) as raised:
+        datasets.load(_config(f"folder:{tmp_path}"), "train")
+    message = str(raised.value)
+    assert "5 images directly in it (top0.png, top1.png, top2.png, top3.png, top4.png)" in message
+    assert "sub/ (6 images)" in message
+    assert "all directly in the folder (one class) or all in class sub-folders" in message
+    assert "Move the top-level images into a sub-folder" in message
+
+
+def test_images_deeper_than_one_level_are_refused_not_dropped(tmp_path):
+    _write_png(tmp_path / "cats" / "a.png", _random_rgb(0, 8, 8))
+    _write_png(tmp_path / "dogs" / "b.png", _random_rgb(1, 8, 8))
+    _write_png(tmp_path / "dogs" / "thumbnails" / "c.png", _random_rgb(2, 8, 8))
+    _write_png(tmp_path / "birds" / "nested" / "d.png", _random_rgb(3, 8, 8))
+    with pytest.raises(ValueError, match=r"2 images more than one level down \(birds/nested/d"
+                       r"\.png, dogs/thumbnails/c\.png\)"):  # fmt: skip
+        datasets.load(_config(f"folder:{tmp_path}"), "train")
+
+
+def test_hidden_files_and_folders_are_not_images_of_the_dataset(tmp_path):
+    for index in range(3):
+        _write_png(tmp_path / f"{index}.png", _random_rgb(index, 8, 8))
+    _write_png(tmp_path / ".thumbnails" / "0.png", _random_rgb(9, 8, 8))
+    _write_png(tmp_path / "._0.png", _random_rgb(8, 8, 8))
+    dataset = datasets.load(_config(f"folder:{tmp_path}"), "train")
+    assert len(dataset) == 3 and dataset.info.num_classes == 1
+    assert dataset.info.describe_classes() == "1 class"  # not "1 classes"
+    ten = base.DatasetInfo("tfds:mnist", (28, 28, 1), 10, tuple("0123456789"))
+    assert ten.describe_classes() == "10 classes"
+
+
+def test_a_second_load_reads_the_cache_and_a_changed_file_rebuilds_it(tmp_path, monkeypatch):
+    root = tmp_path / "faces"
+    for index in range(3):
+        _write_png(root / f"{index}.png", _random_rgb(index, 24, 24))
+    config = _config(f"folder:{root}", image_size=8)
+    decoded = []
+    original = folder.decode
+
+    def counting_decode(file, size, channels):
+        decoded.append(file.name)
+        return original(file, size, channels)
+
+    monkeypatch.setattr(folder, "decode", counting_decode)
+    first = datasets.load(config, "train")
+    assert len(decoded) == 3
+    test = datasets.load(config, "test")  # the run's second load: no decoding
+    assert len(decoded) == 3 and test.split == "test"
+    np.testing.assert_array_equal(test.images, first.images)
+    assert test.info == first.info
+    assert folder.cache_path(root, config).parent == base.default_cache_dir() / "folders"
+
+    datasets.load(_config(f"folder:{root}", image_size=12), "train")  # another size: decoded
+    assert len(decoded) == 6
+
+    changed = _random_rgb(7, 24, 24)
+    _write_png(root / "1.png", changed)
+    stat = (root / "1.png").stat()
+    os.utime(root / "1.png", ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    again = datasets.load(config, "train")
+    assert len(decoded) == 9
+    np.testing.assert_array_equal(again.images[1], folder.decode(root / "1.png", 8, 3))
+    assert not np.array_equal(again.images[1], first.images[1])
+    np.testing.assert_array_equal(again.images[[0, 2]], first.images[[0, 2]])
+
+
 # tfds:NAME, with tfds's mock data: no download, no TensorFlow dataset files.
 
 

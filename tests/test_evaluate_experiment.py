@@ -1,6 +1,7 @@
 """`experiments.evaluate`'s logic (experiments/offline.py), with a stand-in for Inception."""
 
 import json
+import logging
 import subprocess
 import sys
 import warnings
@@ -104,6 +105,67 @@ def test_workdir_html_report_pairs_samples_with_training_images(workdir, tmp_pat
     assert "Feature precision</th><td>float32" in page
 
 
+def test_html_report_searches_as_many_training_images_as_n_by_default(workdir, tmp_path):
+    # Issue 20: --report always took the Inception features of 2000 training images.
+    html_path = tmp_path / "report.html"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SmallSampleWarning)
+        offline.run(workdir=workdir, html_report=html_path, feature_fn=pixel_features)
+    assert "among 12 images of fashion_mnist:train[:12]" in html_path.read_text()
+
+
+def test_evaluate_reproduces_the_fid_the_training_run_logged(tmp_path, tiny_config, monkeypatch):
+    # Issue 20: at the same checkpoint and N, evaluate gave 395.6 where training logged 403.35.
+    from jaxgan.evaluation import Evaluator
+    from jaxgan.training import loop
+
+    rng = np.random.default_rng(0)
+    data = tmp_path / "data"
+    data.mkdir()
+    for index in range(24):
+        Image.fromarray(rng.integers(0, 256, (16, 16), dtype=np.uint8)).save(data / f"{index}.png")
+    config = tiny_config(
+        "mlp", dataset=f"folder:{data}", num_epochs=2, batch_size=8, eval_every=1, seed=3,
+        fid_num_samples=12, fid_batch_size=0, kid_subset_size=6, kid_num_subsets=2,
+        sample_every=0, progress=False,
+    )  # fmt: skip
+
+    def evaluator_factory(config, test_set):
+        return Evaluator.from_dataset(config, test_set, feature_fn=pixel_features)
+
+    workdir = tmp_path / "run"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SmallSampleWarning)
+        loop.train_and_evaluate(config, workdir, evaluator_factory=evaluator_factory)
+    logged = json.loads((workdir / "metrics.jsonl").read_text().splitlines()[-1])
+    scored = []
+    monkeypatch.setattr(
+        offline.report, "write_results", lambda results, path: scored.append(results)
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SmallSampleWarning)
+        text = offline.run(workdir=workdir, feature_fn=pixel_features)
+        offline.run(workdir=workdir, feature_fn=pixel_features, seed=4)
+    own, other = scored
+    assert own["step"] == logged["step"] == 6 and own["num_fake"] == 12
+    for name in ("fid", "kid_mean", "kid_std", "precision", "recall", "density", "coverage"):
+        assert own[name] == logged[name], name
+    assert "Latents: seed 3, epoch 2 (those of the training run's own evaluation" in text
+    assert other["fid"] != logged["fid"] and other["latents"] == "seed 4, epoch 2"
+
+
+def test_quiet_output_drops_backend_news_and_shows_warnings_as_one_line(monkeypatch, capsys):
+    monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)
+    for name in ("absl", "jax", "jax._src.xla_bridge"):
+        monkeypatch.setattr(logging.getLogger(name), "level", logging.NOTSET)
+    offline.quiet_output()
+    assert not logging.getLogger("jax._src.xla_bridge").isEnabledFor(logging.INFO)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.warn("FID from 16 real and 16 generated images", SmallSampleWarning, 1)
+    assert capsys.readouterr().err == "warning: FID from 16 real and 16 generated images\n"
+
+
 def save_image_sets(folder, num):
     rng = np.random.default_rng(0)
     real = rng.integers(0, 256, (num, 28, 28), dtype=np.uint8)
@@ -163,7 +225,9 @@ def test_load_image_set_refuses_bad_paths(tmp_path, make, message):
         ({}, "give --workdir"),
         ({"workdir": "x", "real": "a", "fake": "b"}, "not both"),
         ({"workdir": "x", "num_samples": 1}, "num_samples"),
-        ({"workdir": "x", "batch_size": 0}, "batch_size"),
+        ({"workdir": "x", "num_samples": 5}, "num_samples=5 is invalid; allowed: 6 or more"),
+        ({"workdir": "x", "batch_size": -1}, "batch_size=-1 is invalid; allowed: 0 \\(auto\\)"),
+        ({"real": "a.npz", "fake": "b.npz", "seed": 1}, "--seed picks the latents of a --workdir"),
         ({"workdir": "x", "feature_dtype": "float16"}, "feature_dtype"),
     ],
 )

@@ -1,5 +1,7 @@
 """The evaluation wiring: metric assembly, inference-mode generation, labels, cache, stopping."""
 
+import logging
+import sys
 import warnings
 
 import jax
@@ -15,6 +17,8 @@ from jaxgan.metrics import EvaluationInterrupted, SmallSampleWarning
 from jaxgan.metrics.features import inception_features
 from jaxgan.metrics.frechet import feature_statistics, frechet_distance
 from jaxgan.metrics.manifold import precision_recall
+from jaxgan.metrics.mmd import mmd2_unbiased
+from jaxgan.training import periodic
 
 
 @jax.jit
@@ -44,13 +48,11 @@ def make_evaluator(config, images, labels=None, **options):
         )
 
 
-def documented_latents(state, key, num, batch_size):
-    return jnp.concatenate(
-        [
-            jax.random.normal(jax.random.fold_in(key, start), (batch_size, state.latent_dim))
-            for start in range(0, num, batch_size)
-        ]
-    )[:num]
+def documented_latents(state, key, num):
+    """Image i's latent, as `generate_images` documents it: whatever the batch size."""
+    return jnp.stack(
+        [jax.random.normal(jax.random.fold_in(key, i), (state.latent_dim,)) for i in range(num)]
+    )
 
 
 # --- metric assembly ---------------------------------------------------------------------------
@@ -119,6 +121,25 @@ def test_precision_is_fidelity_and_recall_is_diversity_in_metrics_and_report(tmp
     assert f"Recall (k=3): {results['recall']:.4f}\n" in text
 
 
+def test_kid_of_one_distinct_subset_has_no_spread_and_says_so():
+    # Issue 20: subsets clipped to N all hold every image; "+- 0.000000 (100 subsets of 500)"
+    # claimed a precision KID did not have.
+    rng = np.random.default_rng(4)
+    real, fake = rng.normal(size=(16, 6)), rng.normal(0.3, 1.0, size=(16, 6))
+    whole = evaluation.feature_metrics(real, fake, kid_subsets=100, kid_size=1000)
+    assert (whole["kid_subset_size"], whole["kid_num_subsets"], whole["kid_std"]) == (16, 1, None)
+    assert whole["kid_mean"] == pytest.approx(mmd2_unbiased(real, fake))
+    whole.update(reference="toy", resize="half_pixel", feature_dtype="float32")
+    text = report.format_results(whole)
+    assert f"KID: {whole['kid_mean']:.6f} (one subset: all 16 images, so no spread" in text
+    assert "+-" not in text and "100 subsets" not in text
+    parts = evaluation.feature_metrics(real, fake, kid_subsets=10, kid_size=8)
+    assert (parts["kid_subset_size"], parts["kid_num_subsets"]) == (8, 10)
+    assert parts["kid_std"] > 0
+    parts.update(reference="toy", resize="half_pixel", feature_dtype="float32")
+    assert f"+- {parts['kid_std']:.6f} (10 subsets of 8)" in report.format_results(parts)
+
+
 # --- the Evaluator -----------------------------------------------------------------------------
 
 
@@ -163,7 +184,7 @@ def test_evaluator_generates_in_inference_mode_like_sample(tiny_config):
 
     generated, fake_labels = evaluator.generate(state, key)
 
-    expected = np.asarray(sample(state, documented_latents(state, key, 12, 5)))
+    expected = np.asarray(sample(state, documented_latents(state, key, 12)))
     assert fake_labels is None
     np.testing.assert_allclose(generated, expected, atol=1e-6)
     default_stats = create_state(config, jax.random.key(0))
@@ -190,7 +211,7 @@ def test_conditional_state_generates_with_the_reference_labels(tiny_config):
     generated, fake_labels = evaluator.generate(state, key)
 
     np.testing.assert_array_equal(fake_labels, labels[:12])
-    latents = documented_latents(state, key, 12, 5)
+    latents = documented_latents(state, key, 12)
     expected = np.asarray(sample(state, latents, jnp.asarray(labels[:12])))
     np.testing.assert_allclose(generated, expected, atol=1e-6)
     shifted = np.asarray(sample(state, latents, jnp.asarray((labels[:12] + 1) % 10)))
@@ -238,6 +259,16 @@ def test_inception_features_stops_before_the_next_batch():
             images, 4, feature_fn=counting_features, should_stop=lambda: len(batches_seen) == 2
         )
     assert batches_seen == [4, 4]
+
+
+def test_the_progress_bar_is_drawn_only_on_a_terminal(capsys, monkeypatch):
+    # Issue 20: carriage-return redraws of the bar filled logs that are files.
+    images = np.zeros((4, 8, 8, 1), np.uint8)
+    inception_features(images, 2, feature_fn=pixel_features, progress=True)
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    inception_features(images, 2, feature_fn=pixel_features, progress=True)
+    assert "Inception features" in capsys.readouterr().err
 
 
 def test_reference_features_are_cached_by_name_split_n_resize_and_dtype(tmp_path, monkeypatch):
@@ -314,6 +345,61 @@ def test_evaluator_refuses_bad_arguments(tiny_config):
         make_evaluator(config, images, labels[:5])
 
 
+def test_kid_subset_size_above_n_is_clipped_with_a_warning(tiny_config, caplog):
+    config = eval_config(tiny_config, kid_subset_size=1000)
+    with caplog.at_level(logging.WARNING, logger=evaluation.__name__):
+        evaluator = make_evaluator(config, *reference_set())
+    assert "KID subset size clipped from 1000 to 12 (N)" in caplog.text
+    results = evaluator.evaluate(create_state(config, jax.random.key(0)), jax.random.key(2))
+    assert (results["kid_subset_size"], results["kid_num_subsets"]) == (12, 1)
+    assert results["kid_std"] is None and "kid_std" not in periodic.scalars(results)
+
+
+def test_fewer_than_six_images_are_refused_when_the_evaluator_is_built(tiny_config):
+    # Issue 20: N below 6 failed only after the work, at density/coverage's 5 neighbours.
+    images, labels = reference_set(num=5)
+    with pytest.raises(ValueError, match=r"fashion_mnist:test has 5 reference images and "
+                       r"fid_num_samples=12, so N=5; allowed: N >= 6"):  # fmt: skip
+        make_evaluator(eval_config(tiny_config), images, labels)
+
+
+def test_auto_batch_size_fits_the_device(monkeypatch):
+    class Device:
+        def __init__(self, platform, stats):
+            self.platform, self.stats = platform, stats
+
+        def memory_stats(self):
+            return self.stats
+
+    assert evaluation.inception_batch_size(7) == 7
+    assert evaluation.inception_batch_size(0) == evaluation.CPU_BATCH_SIZE == 50  # tests: CPU
+    monkeypatch.setattr(jax, "device_count", lambda: 2)
+    for stats, per_device in (({"bytes_limit": 4 * 2**30}, 51), ({}, 250), (None, 250),
+                              ({"bytes_limit": 80 * 2**30}, 250)):  # fmt: skip
+        monkeypatch.setattr(jax, "devices", lambda stats=stats: [Device("gpu", stats)])
+        assert evaluation.inception_batch_size(0) == 2 * per_device, stats
+
+
+def test_evaluation_key_is_the_training_loops_for_one_gan_and_each_member(tiny_config):
+    from jaxgan.training import trainer
+    from jaxgan.training.members import Members
+
+    def same(a, b):
+        return np.array_equal(jax.random.key_data(a), jax.random.key_data(b))
+
+    def loop_key(config, member, epoch):
+        """As the trainer builds periodic.Evaluate's key, and Evaluate folds in the epoch."""
+        members = Members(config)
+        keys = members.fold_in(members.seed_key, trainer.EVAL)
+        return jax.random.fold_in(keys if member is None else keys[member], epoch)
+
+    one = tiny_config(seed=7)
+    assert same(evaluation.evaluation_key(7, 3), loop_key(one, None, 3))
+    assert not same(evaluation.evaluation_key(7, 3), loop_key(one, None, 2))
+    pair = tiny_config(seed=7, population=2)
+    assert same(evaluation.evaluation_key(8, 3), loop_key(pair, 1, 3))
+
+
 # --- generation and D helpers ------------------------------------------------------------------
 
 
@@ -331,3 +417,12 @@ def test_generate_images_returns_exactly_num_in_range(tiny_config):
     fakes = evaluation.generate_images(state, jax.random.key(1), 7, 3)
     assert fakes.shape == (7, 28, 28, 1) and fakes.dtype == np.float32
     assert fakes.min() >= -1 and fakes.max() <= 1
+
+
+def test_generated_images_do_not_depend_on_the_batch_size(tiny_config):
+    # The auto batch size differs between devices; the scored images must not.
+    state = create_state(tiny_config("mlp"), jax.random.key(0))
+    in_threes = evaluation.generate_images(state, jax.random.key(1), 7, 3)
+    np.testing.assert_allclose(
+        evaluation.generate_images(state, jax.random.key(1), 7, 50), in_threes, atol=1e-6
+    )

@@ -101,11 +101,21 @@ def test_grid_folder_and_npz_hold_the_images_sample_gives(plain_run, tmp_path):
     images = load_npz(npz)
     assert images.dtype == np.uint8 and images.shape == (10, 28, 28, 1)
     np.testing.assert_array_equal(images, expected_images(plain_run, 3, 10))
-    np.testing.assert_array_equal(grid_tiles(grid, 10, columns=4), images)
+    np.testing.assert_array_equal(grid_tiles(grid, 10, columns=5), images)  # 2x5, no gap
     files = sorted(folder.iterdir())
     assert [f.name for f in files] == [f"{i:05d}.png" for i in range(10)]
     np.testing.assert_array_equal(
         np.stack([np.asarray(Image.open(f)) for f in files]), images[..., 0]
+    )
+
+
+def test_a_grid_of_8_is_2x4_with_no_empty_cell(plain_run, tmp_path):
+    # Issue 20: --num=8 drew a 3x3 grid with an empty cell.
+    result = generate(plain_run, tmp_path / "eight.png", "--num=8")
+    assert result.returncode == 0, result.stderr
+    assert "Wrote a 2x4 grid of 8 images" in result.stdout
+    np.testing.assert_array_equal(
+        grid_tiles(tmp_path / "eight.png", 8, columns=4), expected_images(plain_run, 0, 8)
     )
 
 

@@ -66,8 +66,8 @@ def test_report_has_the_table_the_grids_and_the_right_pairs(tmp_path):
     images = embedded_images(page)
     # Two grids, then a (generated, nearest) pair per row.
     assert len(images) == 2 + 2 * 4
-    # 40 images of 8x8 in 7 columns and 6 rows, 2 pixels apart.
-    assert images[0].shape == images[1].shape == (2 + 6 * 10, 2 + 7 * 10)
+    # 40 images of 8x8 in 5 full rows of 8, 2 pixels apart.
+    assert images[0].shape == images[1].shape == (2 + 5 * 10, 2 + 8 * 10)
     for row, expected_index in enumerate([7, 0, 19, 4]):
         nearest = images[2 + 2 * row + 1]
         assert nearest.shape == (8, 8) and (nearest == 10 * expected_index).all()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import zlib
 from pathlib import Path
 
@@ -40,6 +41,10 @@ class DatasetInfo:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def describe_classes(self) -> str:
+        """'1 class' or 'N classes', for logs and reports."""
+        return f"{self.num_classes} {'class' if self.num_classes == 1 else 'classes'}"
+
     @classmethod
     def from_dict(cls, fields: dict) -> DatasetInfo:
         return cls(
@@ -68,6 +73,11 @@ class Dataset:
 
     def __len__(self) -> int:
         return len(self.images)
+
+
+def file_name_part(text: str) -> str:
+    """`text` with every run of characters other than letters, digits, '.', '_', '-' as '-'."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")
 
 
 def read_cache(path: Path) -> dict[str, np.ndarray] | None:

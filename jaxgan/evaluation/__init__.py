@@ -7,24 +7,28 @@ The metrics themselves (FID, KID, precision/recall, density/coverage) are in
 
 from jaxgan.evaluation.evaluator import (
     FEATURE_DTYPES,
+    MIN_NUM_SAMPLES,
     EvaluationInterrupted,
     Evaluator,
     RealSummary,
     discriminator_logits,
     feature_metrics,
     generate_images,
+    inception_batch_size,
     reference_features,
     summarise_real,
 )
 
 __all__ = [
     "FEATURE_DTYPES",
+    "MIN_NUM_SAMPLES",
     "EvaluationInterrupted",
     "Evaluator",
     "RealSummary",
     "discriminator_logits",
     "feature_metrics",
     "generate_images",
+    "inception_batch_size",
     "reference_features",
     "summarise_real",
 ]

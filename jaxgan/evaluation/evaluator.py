@@ -2,17 +2,16 @@
 density/coverage and the discriminator as a real-vs-fake classifier.
 
 The reference set is the first N images of a named split (e.g. 'fashion_mnist:test'); the
-generated set is N fresh samples, drawn with the reference labels for a class-conditional
-model, so both sets share one class distribution. Reference pool3 features are computed once
-and cached, keyed by the reference's name, N, the resize convention, the feature precision and
-a digest of the images.
+generated set is N samples of the latents of a key (`evaluation_key` gives the training
+loop's), drawn with the reference labels for a class-conditional model, so both sets share
+one class distribution. Reference pool3 features are computed once and cached, keyed by the
+reference's name, N, the resize convention, the feature precision and a digest of the images.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import re
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -21,9 +20,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxgan import fileio
-from jaxgan.core import GANState, discriminate, images_to_float, sample
+from jaxgan.core import GANState
 from jaxgan.data import Dataset, default_cache_dir
+from jaxgan.data.base import file_name_part
 from jaxgan.evaluation import report
+from jaxgan.evaluation.generation import discriminator_logits, evaluation_key, generate_images
 from jaxgan.metrics.discriminator import discriminator_metrics
 from jaxgan.metrics.features import (
     POOL3_DIM,
@@ -40,12 +41,15 @@ from jaxgan.metrics.mmd import kid_from_features
 
 __all__ = [
     "FEATURE_DTYPES",
+    "MIN_NUM_SAMPLES",
     "EvaluationInterrupted",
     "Evaluator",
     "RealSummary",
     "discriminator_logits",
+    "evaluation_key",
     "feature_metrics",
     "generate_images",
+    "inception_batch_size",
     "reference_features",
     "summarise_real",
 ]
@@ -56,79 +60,35 @@ FEATURE_DTYPES = ("float32", "bfloat16")
 # Bump when the content of cached reference features changes.
 _REFERENCE_CACHE_VERSION = 2
 _SMALL_N_HINT = "raise config.fid_num_samples, or pass --num_samples=10000 to experiments.evaluate"
+# Density/coverage need each real point's 5th nearest neighbour: 6 points (P/R, k=3, need 4).
+MIN_NUM_SAMPLES = 6
+# On CPU, Inception at batch 50 peaks at about 2.5 GB of memory, at 250 about 10 GB.
+CPU_BATCH_SIZE = 50
+MAX_BATCH_SIZE = 250
+_BYTES_PER_IMAGE = 40 * 2**20
+
+
+def inception_batch_size(requested: int = 0) -> int:
+    """The evaluation batch size: `requested`, or for 0 one that fits the devices' memory.
+
+    0 (auto): `CPU_BATCH_SIZE` on CPU; on GPU/TPU, per device, half of the first device's
+    `memory_stats()['bytes_limit']` at 40 MB per image, at most `MAX_BATCH_SIZE` (which is
+    also used when no limit is reported). The scores do not depend on it.
+    """
+    if requested:
+        return requested
+    device = jax.devices()[0]
+    if device.platform == "cpu":
+        return CPU_BATCH_SIZE
+    limit = (device.memory_stats() or {}).get("bytes_limit")
+    per_device = MAX_BATCH_SIZE
+    if limit:
+        per_device = int(np.clip(limit // 2 // _BYTES_PER_IMAGE, 1, MAX_BATCH_SIZE))
+    return per_device * jax.device_count()
 
 
 def _is_conditional(state: GANState) -> bool:
     return getattr(state, "num_classes", 0) > 1
-
-
-def _padded(batch: np.ndarray, size: int) -> np.ndarray:
-    """`batch` with its last row repeated up to `size` rows, so that jitted calls compile once."""
-    if len(batch) == size:
-        return batch
-    return np.concatenate([batch, np.repeat(batch[-1:], size - len(batch), axis=0)])
-
-
-def generate_images(
-    state: GANState,
-    key: jax.Array,
-    num: int,
-    batch_size: int,
-    labels: np.ndarray | None = None,
-    *,
-    should_stop: StopFn | None = None,
-) -> np.ndarray:
-    """`num` images from `state`'s generator in inference mode (`jaxgan.core.sample`).
-
-    Images `start` to `start + batch_size` come from the latents
-    `jax.random.normal(jax.random.fold_in(key, start), (batch_size, state.latent_dim))`.
-
-    Args:
-      state: the trained state.
-      key: PRNG key of the latents.
-      num: number of images.
-      batch_size: images per generator call.
-      labels: int [num] classes for a conditional generator; None for an unconditional one.
-      should_stop: called before each batch; True raises `EvaluationInterrupted`.
-
-    Returns:
-      float32 [num, H, W, C] in [-1, 1], on the host.
-    """
-    batches = []
-    for start in range(0, num, batch_size):
-        check_stop(should_stop, f"generation (image {start} of {num})")
-        latents = jax.random.normal(
-            jax.random.fold_in(key, start), (batch_size, state.latent_dim), jnp.float32
-        )
-        batch_labels = None
-        if labels is not None:
-            batch_labels = jnp.asarray(_padded(labels[start : start + batch_size], batch_size))
-        batches.append(np.asarray(sample(state, latents, batch_labels)))
-    return np.concatenate(batches)[:num]
-
-
-def discriminator_logits(
-    state: GANState, images: np.ndarray, batch_size: int, labels: np.ndarray | None = None
-) -> np.ndarray:
-    """D's logits [N] in inference mode, for uint8 [N, H, W(, C)] or float [-1, 1] images."""
-    if images.ndim == 3:
-        images = images[..., None]
-    logits = []
-    for start in range(0, len(images), batch_size):
-        batch = images[start : start + batch_size]
-        count = len(batch)
-        batch = jnp.asarray(_padded(batch, batch_size))
-        if batch.dtype == jnp.uint8:
-            batch = images_to_float(batch)
-        batch_labels = None
-        if labels is not None:
-            batch_labels = jnp.asarray(_padded(labels[start : start + batch_size], batch_size))
-        logits.append(np.asarray(discriminate(state, batch, batch_labels))[:count])
-    return np.concatenate(logits)
-
-
-def _file_name_part(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")
 
 
 def reference_cache_path(
@@ -143,7 +103,7 @@ def reference_cache_path(
     digest = hashlib.sha256(str(images.shape).encode())
     digest.update(np.ascontiguousarray(images).tobytes())
     file_name = (
-        f"fid_features_{_file_name_part(name)}_n{len(images)}_{resize}_{feature_dtype}_"
+        f"fid_features_{file_name_part(name)}_n{len(images)}_{resize}_{feature_dtype}_"
         f"{digest.hexdigest()[:12]}_v{_REFERENCE_CACHE_VERSION}.npz"
     )
     return Path(cache_dir) / file_name
@@ -167,14 +127,9 @@ def reference_features(
 
     def compute(progress: bool) -> np.ndarray:
         return inception_features(
-            images,
-            batch_size,
-            feature_fn=feature_fn,
-            progress=progress,
-            dtype=jnp.dtype(feature_dtype),
-            resize=resize,
-            should_stop=should_stop,
-        )
+            images, batch_size, feature_fn=feature_fn, progress=progress,
+            dtype=jnp.dtype(feature_dtype), resize=resize, should_stop=should_stop,
+        )  # fmt: skip
 
     if feature_fn is not None or cache_dir is None:
         return compute(progress=False)
@@ -228,15 +183,23 @@ def feature_metrics(
     alone, for an evaluator that scores one generator after another; the results are the
     same bits.
 
+    KID's subsets hold `min(kid_size, num_real, num_fake)` rows of each set. When that is
+    all of both sets every subset is the same, so one is computed and `kid_std` is None
+    (a spread of 0 would claim a precision KID does not have).
+
     Returns:
-      {'fid', 'kid_mean', 'kid_std', 'precision', 'recall', 'density', 'coverage': floats,
-       'num_real', 'num_fake': ints, 'note': str}. Precision is the fraction of generated
-      features inside the real manifold (fidelity), recall that of real features inside the
-      generated one (diversity).
+      {'fid', 'kid_mean', 'precision', 'recall', 'density', 'coverage': floats, 'kid_std':
+       float or None, 'num_real', 'num_fake', 'kid_subset_size', 'kid_num_subsets': ints,
+       'note': str}, the KID counts as used. Precision is the fraction of generated features
+      inside the real manifold (fidelity), recall that of real features inside the generated
+      one (diversity).
     """
     if real_summary is None:
         real_summary = summarise_real(real_features)
     fake_mu, fake_sigma = feature_statistics(fake_features)
+    kid_size = min(kid_size, len(real_features), len(fake_features))
+    one_subset = kid_size == len(real_features) == len(fake_features)
+    kid_subsets = 1 if one_subset else kid_subsets
     kid_mean, kid_std = kid_from_features(
         real_features, fake_features, num_subsets=kid_subsets, subset_size=kid_size, seed=seed
     )
@@ -244,7 +207,9 @@ def feature_metrics(
     return {
         "fid": frechet_distance(real_summary.mu, real_summary.sigma, fake_mu, fake_sigma),
         "kid_mean": kid_mean,
-        "kid_std": kid_std,
+        "kid_std": None if one_subset else kid_std,
+        "kid_subset_size": kid_size,
+        "kid_num_subsets": kid_subsets,
         "precision": scores["precision"],
         "recall": scores["recall"],
         "density": scores["density"],
@@ -259,7 +224,8 @@ class Evaluator:
     """Scores `GANState`s against a reference set; built once per run.
 
     Args:
-      config: uses fid_num_samples, fid_batch_size, kid_subset_size and kid_num_subsets.
+      config: uses fid_num_samples, fid_batch_size (0: `inception_batch_size`'s choice),
+        kid_subset_size (clipped to N, with a warning) and kid_num_subsets.
       reference_images: uint8 [N, H, W, C] (or [N, H, W]) reference images, e.g. the test
         split; the first `fid_num_samples` are used.
       reference_labels: int [N] labels of the reference images. Needed to evaluate a
@@ -273,7 +239,8 @@ class Evaluator:
         'bfloat16'; named in every report.
       feature_fn: replaces the Inception network (for tests), see `inception_features`.
 
-    Warns once (`SmallSampleWarning`) when N < 2048.
+    Raises ValueError when N < `MIN_NUM_SAMPLES`; warns once (`SmallSampleWarning`) when
+    N < 2048.
     """
 
     def __init__(
@@ -303,9 +270,21 @@ class Evaluator:
                 "fid_num_samples=%d > %d reference images in %s; using %d",
                 config.fid_num_samples, len(reference_images), reference_name, self.num,
             )  # fmt: skip
-        self.batch_size = config.fid_batch_size
+        if self.num < MIN_NUM_SAMPLES:
+            raise ValueError(
+                f"{reference_name} has {len(reference_images)} reference images and "
+                f"fid_num_samples={config.fid_num_samples}, so N={self.num}; allowed: N >= "
+                f"{MIN_NUM_SAMPLES} (density/coverage use 5 nearest neighbours)"
+            )
+        self.batch_size = inception_batch_size(config.fid_batch_size)
         self.kid_subsets = config.kid_num_subsets
         self.kid_size = min(config.kid_subset_size, self.num)
+        if self.kid_size < config.kid_subset_size:
+            log.warning(
+                "KID subset size clipped from %d to %d (N): every subset is all N images, "
+                "so KID has no spread; set kid_subset_size below N for one",
+                config.kid_subset_size, self.num,
+            )  # fmt: skip
         self.resize = check_resize(resize)
         self.feature_dtype = feature_dtype
         self.reference_name = reference_name
@@ -325,27 +304,17 @@ class Evaluator:
 
         `options` are the constructor's keyword arguments (cache_dir, resize, ...).
         """
-        return cls(
-            config,
-            dataset.images,
-            dataset.labels,
-            reference_name=f"{dataset.info.name}:{dataset.split}",
-            **options,
-        )
+        name = f"{dataset.info.name}:{dataset.split}"
+        return cls(config, dataset.images, dataset.labels, reference_name=name, **options)
 
     def real_features(self, should_stop: StopFn | None = None) -> np.ndarray:
         """Pool3 features [N, D] of the reference images; computed (or read) once."""
         if self._real_features is None:
             self._real_features = reference_features(
-                self.reference_images,
-                name=self.reference_name,
-                batch_size=self.batch_size,
-                resize=self.resize,
-                feature_dtype=self.feature_dtype,
-                cache_dir=self.cache_dir,
-                feature_fn=self.feature_fn,
-                should_stop=should_stop,
-            )
+                self.reference_images, name=self.reference_name, batch_size=self.batch_size,
+                resize=self.resize, feature_dtype=self.feature_dtype, cache_dir=self.cache_dir,
+                feature_fn=self.feature_fn, should_stop=should_stop,
+            )  # fmt: skip
         return self._real_features
 
     def fake_labels(self, state: GANState) -> np.ndarray | None:
@@ -364,14 +333,10 @@ class Evaluator:
     ) -> np.ndarray:
         """Pool3 features [M, D] of generated images, with the reference's protocol."""
         return inception_features(
-            fake_images,
-            self.batch_size,
-            progress=self.feature_fn is None,
-            dtype=jnp.dtype(self.feature_dtype),
-            resize=self.resize,
-            feature_fn=self.feature_fn,
+            fake_images, self.batch_size, progress=self.feature_fn is None,
+            dtype=jnp.dtype(self.feature_dtype), resize=self.resize, feature_fn=self.feature_fn,
             should_stop=should_stop,
-        )
+        )  # fmt: skip
 
     def generate(
         self, state: GANState, key: jax.Array, *, should_stop: StopFn | None = None
@@ -414,21 +379,16 @@ class Evaluator:
             reference=f"{self.reference_name}[:{self.num}]",
             resize=self.resize,
             feature_dtype=self.feature_dtype,
-            kid_subset_size=self.kid_size,
-            kid_num_subsets=self.kid_subsets,
         )
         return results
 
     def evaluate(
         self, state: GANState, key: jax.Array, *, should_stop: StopFn | None = None
     ) -> dict[str, Any]:
-        """All metrics of `state`'s generator and discriminator; floats plus provenance.
+        """All metrics of `state`'s generator (latents of `key`) and discriminator.
 
-        Args:
-          state: the state to score.
-          key: PRNG key of the generated latents.
-          should_stop: called between generator and Inception batches; when it returns
-            True, `EvaluationInterrupted` is raised and nothing is returned.
+        `should_stop` is called between generator and Inception batches; when it returns
+        True, `EvaluationInterrupted` is raised and nothing is returned.
         """
         fake_images, fake_labels = self.generate(state, key, should_stop=should_stop)
         return self.score(state, fake_images, fake_labels, should_stop=should_stop)

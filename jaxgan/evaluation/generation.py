@@ -1,4 +1,10 @@
-"""What `experiments.generate` does: images from a run's checkpoint, as a grid, PNGs or .npz.
+"""A state's networks in batches: the evaluation's images and D's logits, and what
+`experiments.generate` does (images from a run's checkpoint, as a grid, PNGs or .npz).
+
+The evaluation's image i of a key has the latent `normal(fold_in(key, i))`
+(`generate_images`); the training loop's key for the evaluation after epoch E is
+`evaluation_key(seed, E)`, so `experiments.evaluate` can score a checkpoint with the very
+images the run scored.
 
 Image `i` of seed `s` has the latent `normal(fold_in(key(s), i))` (`image_latents`), so an
 image does not depend on `--num` or on the batch it was generated in: the first 64 images
@@ -27,6 +33,9 @@ import jax.numpy as jnp
 import numpy as np
 from absl import flags
 
+# The training loop's sub-key of the seed for evaluation (jaxgan.training.trainer: INIT,
+# TRAIN, SAMPLES, EVAL = range(4)).
+EVAL_STREAM = 3
 MAX_NUM = 100_000  # Images per command (a walk counts rows x steps); 100k uint8 28x28 = 78 MB.
 MAX_STEPS = 256
 MAX_SEED = 2**31 - 1
@@ -36,6 +45,87 @@ OUT_FORMS = (
     "a .png file (one grid), a folder ending in '/' or already existing (one PNG per "
     "image: 00000.png, 00001.png, ...), or an .npz file (key 'images', uint8 [N, H, W, C])"
 )
+
+
+def evaluation_key(seed: int, epoch: int) -> jax.Array:
+    """The latent key of the training loop's evaluation after `epoch` epochs of seed `seed`.
+
+    `fold_in(fold_in(key(seed), EVAL_STREAM), epoch)`, `epoch` counting completed epochs; a
+    population's member i has its own seed, `config.seed + i`. Scoring a checkpoint with
+    this key (and the run's N) reproduces the FID the run logged for it.
+    """
+    return jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), EVAL_STREAM), epoch)
+
+
+def pad_rows(batch: np.ndarray, size: int) -> np.ndarray:
+    """`batch` with its last row repeated up to `size` rows, so that jitted calls compile once."""
+    if len(batch) == size:
+        return batch
+    return np.concatenate([batch, np.repeat(batch[-1:], size - len(batch), axis=0)])
+
+
+@functools.partial(jax.jit, static_argnames=("batch_size", "latent_dim"))
+def _key_latents(key: jax.Array, start: int, *, batch_size: int, latent_dim: int) -> jax.Array:
+    """The latents [batch_size, latent_dim] of images start, start + 1, ... of `key`."""
+    indices = start + jnp.arange(batch_size, dtype=jnp.uint32)
+    return jax.vmap(lambda i: jax.random.normal(jax.random.fold_in(key, i), (latent_dim,)))(indices)
+
+
+def generate_images(
+    state, key: jax.Array, num: int, batch_size: int, labels: np.ndarray | None = None, *,
+    should_stop=None,
+) -> np.ndarray:  # fmt: skip
+    """`num` images from `state`'s generator in inference mode (`jaxgan.core.sample`).
+
+    Image i comes from the latent `jax.random.normal(jax.random.fold_in(key, i),
+    (state.latent_dim,))`, so the images do not depend on `batch_size`.
+
+    Args:
+      state: the trained state.
+      key: PRNG key of the latents.
+      num: number of images.
+      batch_size: images per generator call.
+      labels: int [num] classes for a conditional generator; None for an unconditional one.
+      should_stop: called before each batch; True raises `EvaluationInterrupted`.
+
+    Returns:
+      float32 [num, H, W, C] in [-1, 1], on the host.
+    """
+    from jaxgan.core import sample
+    from jaxgan.metrics.features import check_stop
+
+    batches = []
+    batch_size = min(batch_size, num)
+    for start in range(0, num, batch_size):
+        check_stop(should_stop, f"generation (image {start} of {num})")
+        latents = _key_latents(key, start, batch_size=batch_size, latent_dim=state.latent_dim)
+        batch_labels = None
+        if labels is not None:
+            batch_labels = jnp.asarray(pad_rows(labels[start : start + batch_size], batch_size))
+        batches.append(np.asarray(sample(state, latents, batch_labels)))
+    return np.concatenate(batches)[:num]
+
+
+def discriminator_logits(
+    state, images: np.ndarray, batch_size: int, labels: np.ndarray | None = None
+) -> np.ndarray:
+    """D's logits [N] in inference mode, for uint8 [N, H, W(, C)] or float [-1, 1] images."""
+    from jaxgan.core import discriminate, images_to_float
+
+    if images.ndim == 3:
+        images = images[..., None]
+    logits = []
+    for start in range(0, len(images), batch_size):
+        batch = images[start : start + batch_size]
+        count = len(batch)
+        batch = jnp.asarray(pad_rows(batch, batch_size))
+        if batch.dtype == jnp.uint8:
+            batch = images_to_float(batch)
+        batch_labels = None
+        if labels is not None:
+            batch_labels = jnp.asarray(pad_rows(labels[start : start + batch_size], batch_size))
+        logits.append(np.asarray(discriminate(state, batch, batch_labels))[:count])
+    return np.concatenate(logits)
 
 
 def output_form(out: str) -> str:
@@ -214,8 +304,9 @@ def run(
                 state.num_classes if state.num_classes and label is None else None
             )
             images_lib.save_png(out_path, images_lib.make_grid(images, columns=columns))
-            columns = columns or math.ceil(math.sqrt(count))
-            what = f"a grid of {count} images ({columns} per row) to {out_path}"
+            columns = columns or images_lib.grid_columns(count)
+            rows = math.ceil(count / columns)
+            what = f"a {rows}x{columns} grid of {count} images to {out_path}"
     if interpolate:
         what += f"; {num} latent walks of {interpolate} steps (spherical), one per row"
     if state.num_classes and label is not None:

@@ -1,15 +1,20 @@
 """What `experiments.evaluate` does: score a workdir's latest checkpoint or two image sets.
 
-A workdir's own `fid_result.txt` (and a population's `fid_result_member{M}.txt`) belongs to
-its training run and is never written here: an evaluation by hand writes
-`fid_result_step{STEP}_n{N}.txt` beside it (`..._member{M}.txt` for member M of a
-population, picked with `--member`), or `--output`.
+A workdir's checkpoint is scored, by default, with the latents the training loop used to
+evaluate it (`jaxgan.evaluation.generation.evaluation_key` of the run's seed and the
+checkpoint's epoch), so at the run's N it reproduces the FID the run logged; `seed` picks
+other latents. A workdir's own `fid_result.txt` (and a population's
+`fid_result_member{M}.txt`) belongs to its training run and is never written here: an
+evaluation by hand writes `fid_result_step{STEP}_n{N}.txt` beside it (`..._member{M}.txt`
+for member M of a population, picked with `--member`), or `--output`.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import sys
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -22,6 +27,8 @@ from PIL import Image, UnidentifiedImageError
 from jaxgan import data as datasets
 from jaxgan import evaluation
 from jaxgan.evaluation import report
+from jaxgan.evaluation.evaluator import MIN_NUM_SAMPLES, inception_batch_size
+from jaxgan.evaluation.generation import evaluation_key
 from jaxgan.metrics.features import FeatureFn, inception_features
 from jaxgan.metrics.frechet import warn_if_small_sample
 from jaxgan.training.checkpoint import load_run
@@ -33,9 +40,26 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 NUM_NEIGHBOURS = 16
 # KID settings of NVIDIA's StyleGAN metrics, used when comparing two image sets.
 KID_SUBSETS, KID_SUBSET_SIZE = 100, 1000
+# Training images searched for the HTML report's nearest neighbours, at most.
+REPORT_TRAIN_IMAGES = 2000
 # The training run's own result files in its workdir: `fid_result.txt`, and a
 # population's `fid_result_member{M}.txt` (`jaxgan.training.periodic.Evaluate.write_report`).
 OWN_RESULT_FILE = re.compile(r"fid_result(_member\d+)?\.txt")
+
+
+def quiet_output() -> None:
+    """For a command: no backend probing news, and each Python warning as one clean line.
+
+    jax and absl log "Unable to initialize backend 'tpu'" at INFO; a warning such as
+    `SmallSampleWarning` would show its source file and line.
+    """
+    for noisy in ("absl", "jax", "jax._src.xla_bridge"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+    def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+        print(f"warning: {message}", file=sys.stderr if file is None else file)
+
+    warnings.showwarning = show_warning
 
 
 class Evaluation(NamedTuple):
@@ -98,10 +122,25 @@ def load_split(config, split: str) -> tuple[np.ndarray, np.ndarray, str]:
     return dataset.images, dataset.labels, f"{dataset.info.name}:{dataset.split}"
 
 
+def _latents_of(config, state, meta: dict[str, Any], seed: int | None) -> tuple[jax.Array, str]:
+    """The latent key of a checkpoint's evaluation, and its provenance in words.
+
+    The training loop's key for the checkpoint's epoch, of `seed` or else the run's own.
+    """
+    epoch = int(meta.get("epoch", 0))
+    own = seed is None or seed == config.seed
+    seed = config.seed if seed is None else seed
+    text = f"seed {seed}, epoch {epoch}"
+    if own and int(state.step) == epoch * int(meta.get("steps_per_epoch", 0)):
+        text += " (those of the training run's own evaluation of this checkpoint)"
+    return evaluation_key(seed, epoch), text
+
+
 def _evaluate_workdir(
-    workdir, num_samples, batch_size, resize, feature_dtype, neighbour_search, feature_fn, member
-) -> Evaluation:
-    config, state, _ = load_run(workdir, member=member)
+    workdir, num_samples, seed, batch_size, resize, feature_dtype, neighbour_search, feature_fn,
+    member,
+) -> Evaluation:  # fmt: skip
+    config, state, meta = load_run(workdir, member=member)
     if num_samples is not None:
         config.fid_num_samples = num_samples
     config.fid_batch_size = batch_size
@@ -115,18 +154,18 @@ def _evaluate_workdir(
         feature_dtype=feature_dtype,
         feature_fn=feature_fn,
     )
-    # A key of its own, distinct from the ones the training loop used.
-    key = jax.random.fold_in(jax.random.key(config.seed), 1_000_003)
+    key, latents = _latents_of(config, state, meta, seed)
     fake_images, fake_labels = evaluator.generate(state, key)
     results = evaluator.score(state, fake_images, fake_labels)
+    results["latents"] = latents
     neighbours = None
-    if neighbour_search:
+    if neighbour_search != 0:
         train_images, _, train_name = load_split(config, "train")
-        train_images = train_images[:neighbour_search]
+        train_images = train_images[: neighbour_search or min(REPORT_TRAIN_IMAGES, evaluator.num)]
         train_features = evaluation.reference_features(
             train_images,
             name=train_name,
-            batch_size=batch_size,
+            batch_size=evaluator.batch_size,
             resize=resize,
             feature_dtype=feature_dtype,
             cache_dir=evaluator.cache_dir,
@@ -145,9 +184,16 @@ def _evaluate_workdir(
 
 def _compare_sets(real, fake, batch_size, resize, feature_dtype, feature_fn) -> Evaluation:
     real_images, fake_images = load_image_set(real), load_image_set(fake)
+    for flag, images in (("--real", real_images), ("--fake", fake_images)):
+        if len(images) < MIN_NUM_SAMPLES:
+            raise ValueError(
+                f"{flag} holds {len(images)} images; allowed: at least "
+                f"{MIN_NUM_SAMPLES} (density/coverage use 5 nearest neighbours)"
+            )
     warn_if_small_sample(
         len(real_images), len(fake_images), "give 10,000 images in each of --real and --fake"
     )
+    batch_size = inception_batch_size(batch_size)
     real_features, fake_features = (
         inception_features(
             images,
@@ -159,17 +205,15 @@ def _compare_sets(real, fake, batch_size, resize, feature_dtype, feature_fn) -> 
         )
         for images in (real_images, fake_images)
     )
-    kid_size = min(KID_SUBSET_SIZE, len(real_features), len(fake_features))
     results = evaluation.feature_metrics(
-        real_features, fake_features, kid_subsets=KID_SUBSETS, kid_size=kid_size
+        real_features, fake_features, kid_subsets=KID_SUBSETS, kid_size=KID_SUBSET_SIZE
     )
-    results.update(
-        reference=str(real),
-        resize=resize,
-        feature_dtype=feature_dtype,
-        kid_subset_size=kid_size,
-        kid_num_subsets=KID_SUBSETS,
-    )
+    if results["kid_subset_size"] < KID_SUBSET_SIZE:
+        log.warning(
+            "KID subset size clipped from %d to %d (the smaller set's size)",
+            KID_SUBSET_SIZE, results["kid_subset_size"],
+        )  # fmt: skip
+    results.update(reference=str(real), resize=resize, feature_dtype=feature_dtype)
     # Without a training set, the memorisation check searches the real set.
     neighbours = report.find_neighbours(
         fake_images[:NUM_NEIGHBOURS],
@@ -188,31 +232,38 @@ def run(
     real=None,
     fake=None,
     output=None,
-    batch_size: int = 250,
+    batch_size: int = 0,
     resize: str = "half_pixel",
     feature_dtype: str = "float32",
     html_report=None,
-    report_train_images: int = 2000,
+    report_train_images: int | None = None,
     feature_fn: FeatureFn | None = None,
     member: int | None = None,
+    seed: int | None = None,
 ) -> str:
     """Runs an evaluation, writes the result file (and the HTML report) and returns the text.
 
     Args:
       workdir: a training workdir; its latest checkpoint is scored against its test split.
-      num_samples: N for a workdir (default: its config's fid_num_samples).
+      num_samples: N for a workdir (default: its config's fid_num_samples), at least
+        `MIN_NUM_SAMPLES`.
       real, fake: two image sets (.npz or folders) to compare instead of a workdir.
       output: the result file; default `WORKDIR/fid_result_step{STEP}_n{N}.txt`
         (`..._member{M}.txt` with `member`), or `fid_result.txt` for two image sets. A
         workdir's own `fid_result.txt` and `fid_result_member{M}.txt` are refused.
-      batch_size: generator and Inception batch size.
+      batch_size: generator and Inception batch size; 0 sizes it to the device
+        (`evaluator.inception_batch_size`). The scores do not depend on it.
       resize: FID resize convention.
       feature_dtype: 'float32' or 'bfloat16' Inception.
       html_report: where to write the HTML report, or None.
-      report_train_images: training images searched for nearest neighbours in the report.
+      report_train_images: training images searched for nearest neighbours in the report
+        (default: min(2000, N)); each costs Inception features as a generated image does,
+        once (they are cached).
       feature_fn: replaces the Inception network (tests).
       member: the GAN of a population's workdir to score (0 to K-1); None for a single
         GAN's workdir.
+      seed: the seed of the generated latents (default: the run's own, which gives the
+        latents of the run's own evaluation of the checkpoint).
     """
     if (real is None) != (fake is None):
         raise ValueError("--real and --fake go together: give both, or neither with --workdir")
@@ -222,15 +273,23 @@ def run(
         raise ValueError("give either --workdir or --real/--fake, not both")
     if member is not None and workdir is None:
         raise ValueError("--member picks a GAN of a population's --workdir; give --workdir")
-    if num_samples is not None and num_samples < 2:
-        raise ValueError(f"--num_samples={num_samples} is invalid; allowed: 2 or more")
-    if batch_size < 1:
-        raise ValueError(f"--batch_size={batch_size} is invalid; allowed: a positive integer")
+    if seed is not None and workdir is None:
+        raise ValueError("--seed picks the latents of a --workdir's generator; give --workdir")
+    minimum = MIN_NUM_SAMPLES
+    if num_samples is not None and num_samples < minimum:
+        raise ValueError(
+            f"--num_samples={num_samples} is invalid; allowed: {minimum} or more (density/"
+            "coverage use 5 nearest neighbours)"
+        )
+    if batch_size < 0:
+        raise ValueError(
+            f"--batch_size={batch_size} is invalid; allowed: 0 (auto) or a positive integer"
+        )
     if feature_dtype not in evaluation.FEATURE_DTYPES:
         raise ValueError(
             f"--feature_dtype={feature_dtype} is invalid; allowed: {evaluation.FEATURE_DTYPES}"
         )
-    if report_train_images < 1:
+    if report_train_images is not None and report_train_images < 1:
         raise ValueError(f"--report_train_images={report_train_images} is invalid; allowed: >= 1")
     if workdir is not None:
         if (
@@ -242,15 +301,9 @@ def run(
                 f"--output={output} is the training run's own result file; choose another path"
             )
         outcome = _evaluate_workdir(
-            workdir,
-            num_samples,
-            batch_size,
-            resize,
-            feature_dtype,
-            report_train_images if html_report else 0,
-            feature_fn,
-            member,
-        )
+            workdir, num_samples, seed, batch_size, resize, feature_dtype,
+            report_train_images if html_report else 0, feature_fn, member,
+        )  # fmt: skip
         results = outcome.results
         suffix = "" if member is None else f"_member{member}"
         output = output or (

@@ -26,7 +26,7 @@ PROTOCOL = (
     "(x-128)/128; pool3 [2048] of the TF 2015-12-05 Inception-v3 (FID network of "
     "TTUR/pytorch-fid/NVIDIA), computed in {feature_dtype}; mean and covariance in float64; "
     "FID = |mu1-mu2|^2 + Tr(S1 + S2 - 2 sqrtm(S1 S2)) with scipy.linalg.sqrtm. "
-    "KID: unbiased MMD^2, cubic polynomial kernel, {kid_subsets} subsets of {kid_size}. "
+    "KID: unbiased MMD^2, cubic polynomial kernel, {kid_subsets}. "
     "Precision/recall: Kynkaanniemi et al. 2019, k=3; density/coverage: Naeem et al. 2020, "
     "k=5; all on Inception pool3 features. D metrics: D as a real-vs-fake classifier, "
     "threshold 0.5 on sigmoid(logit), on the reference reals vs the generated images."
@@ -48,6 +48,7 @@ _METRIC_ROWS = (
     ("num_fake", "N fake", "{}"),
     ("reference", "Reference", "{}"),
     ("step", "Checkpoint step", "{}"),
+    ("latents", "Latents", "{}"),
     ("resize", "Resize", "{}"),
     ("feature_dtype", "Feature precision", "{}"),
     ("note", "Note", "{}"),
@@ -232,12 +233,26 @@ def write_html_report(
     )
 
 
+def kid_subsets_text(results: dict[str, Any]) -> str:
+    """'100 subsets of 1000', or for one subset of every image 'one subset: all 16 images'."""
+    if results.get("kid_std") is None:
+        return f"one subset: all {results['kid_subset_size']} images, so no spread over subsets"
+    return f"{results['kid_num_subsets']} subsets of {results['kid_subset_size']}"
+
+
+def _kid_line(results: dict[str, Any]) -> str:
+    spread = "" if results.get("kid_std") is None else f" +- {results['kid_std']:.6f}"
+    return f"KID: {results['kid_mean']:.6f}{spread} ({kid_subsets_text(results)})"
+
+
 def format_results(results: dict[str, Any]) -> str:
-    """The human-readable text of `fid_result.txt`: scores, N, reference, precision, protocol."""
+    """The human-readable text of `fid_result.txt`: scores, N, reference, precision, protocol.
+
+    KID's spread is shown only when its subsets differ (see `feature_metrics`).
+    """
     lines = [
         f"FID: {results['fid']:.4f}",
-        f"KID: {results['kid_mean']:.6f} +- {results['kid_std']:.6f} "
-        f"({results['kid_num_subsets']} subsets of {results['kid_subset_size']})",
+        _kid_line(results),
         f"Precision (k=3): {results['precision']:.4f}",
         f"Recall (k=3): {results['recall']:.4f}",
         f"Density (k=5): {results['density']:.4f}",
@@ -257,14 +272,15 @@ def format_results(results: dict[str, Any]) -> str:
     ]
     if "step" in results:
         lines.append(f"Checkpoint step: {results['step']}")
+    if "latents" in results:
+        lines.append(f"Latents: {results['latents']}")
     if results.get("note"):
         lines.append(f"Note: {results['note']}")
     lines.append(
         PROTOCOL.format(
             resize=results["resize"],
             feature_dtype=results["feature_dtype"],
-            kid_subsets=results["kid_num_subsets"],
-            kid_size=results["kid_subset_size"],
+            kid_subsets=kid_subsets_text(results),
         )
     )
     return "\n".join(lines) + "\n"

@@ -20,6 +20,7 @@ The statistics and distances computed on these features live in `frechet`, `mmd`
 from __future__ import annotations
 
 import numbers
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -249,8 +250,10 @@ def feature_batches(
 
     def generate() -> Iterator[np.ndarray]:
         pending = None
+        # A bar redraws itself with carriage returns: only a terminal shows it as one line.
+        show_bar = progress and sys.stderr.isatty()
         with tqdm.tqdm(
-            total=num_images, disable=not progress, unit="img", desc="Inception features"
+            total=num_images, disable=not show_bar, unit="img", desc="Inception features"
         ) as progress_bar:
             for start in range(0, num_images, batch_size):
                 check_stop(should_stop, f"Inception features (image {start} of {num_images})")
@@ -301,7 +304,7 @@ def inception_features(
         feature_fn: maps preprocessed images [B, 299, 299, 3] float32 (a device array, split over
             the mesh) to features [B, D]; pass a jitted function. Defaults to the FID Inception
             network, `jaxgan.metrics.inception.pool3_fn(dtype)`.
-        progress: show a tqdm progress bar.
+        progress: show a tqdm progress bar on stderr, when stderr is a terminal.
         dtype: compute dtype of the default Inception network (float32, the reference, or
             bfloat16); ignored with `feature_fn`.
         resize: the bilinear resize convention, see `inception_preprocess`.

@@ -138,6 +138,28 @@ def health(snapshot: Snapshot, holder: ModelHolder, batcher: Batcher) -> dict:
     }
 
 
+def _add_error_handlers(app: FastAPI) -> None:
+    """Every error as JSON: 422 for a bad parameter, 503 before the first checkpoint, the
+    HTTP status of routing errors, and 500 (logged) for anything else."""
+
+    @app.exception_handler(params_lib.ParameterError)
+    async def parameter_error(request: Request, error: params_lib.ParameterError):
+        return _error(422, str(error), parameter=error.parameter, allowed=error.allowed)
+
+    @app.exception_handler(NotReadyError)
+    async def not_ready(request: Request, error: NotReadyError):
+        return _error(503, str(error))
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, error: HTTPException):
+        return _error(error.status_code, str(error.detail), path=request.url.path)
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, error: Exception):
+        log.error("internal error on %s", request.url.path, exc_info=error)
+        return _error(500, f"internal error ({type(error).__name__}); see the server's log")
+
+
 def create_app(holder: ModelHolder, batcher: Batcher, metrics: ServeMetrics) -> FastAPI:
     """The app serving `holder`'s snapshot through `batcher`; starts and stops the batcher."""
 
@@ -161,22 +183,7 @@ def create_app(holder: ModelHolder, batcher: Batcher, metrics: ServeMetrics) -> 
     async def run(job) -> Result:
         return await asyncio.wrap_future(batcher.submit(job))
 
-    @app.exception_handler(params_lib.ParameterError)
-    async def parameter_error(request: Request, error: params_lib.ParameterError):
-        return _error(422, str(error), parameter=error.parameter, allowed=error.allowed)
-
-    @app.exception_handler(NotReadyError)
-    async def not_ready(request: Request, error: NotReadyError):
-        return _error(503, str(error))
-
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, error: HTTPException):
-        return _error(error.status_code, str(error.detail), path=request.url.path)
-
-    @app.exception_handler(Exception)
-    async def internal_error(request: Request, error: Exception):
-        log.error("internal error on %s", request.url.path, exc_info=error)
-        return _error(500, f"internal error ({type(error).__name__}); see the server's log")
+    _add_error_handlers(app)
 
     @app.get("/")
     async def index() -> Response:

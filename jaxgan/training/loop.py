@@ -211,9 +211,9 @@ def _log_start(setup: Setup, checkpointer: Checkpointer, state: GANState) -> Non
     members = Members(config)
     one = members.first(state)
     log.info(
-        "%s on %s %s, %d classes: generator %s parameters, discriminator %s parameters; "
+        "%s on %s %s, %s: generator %s parameters, discriminator %s parameters; "
         "loss %s; %d steps per epoch (batch %d, %d images), %d epochs, dtype %s; mesh: %s",
-        config.model.name, info.name, "x".join(map(str, info.image_shape)), info.num_classes,
+        config.model.name, info.name, "x".join(map(str, info.image_shape)), info.describe_classes(),
         f"{count_params(one.g_params):,}", f"{count_params(one.d_params):,}", config.loss,
         spe, config.batch_size, len(setup.train_set), config.num_epochs, config.dtype,
         sharding.describe(setup.mesh),

@@ -13,7 +13,7 @@ import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from jaxgan.fileio import atomic_write_text
 
@@ -72,18 +72,12 @@ def check_exists(workdir: Path, step: int) -> None:
 def exclusive(workdir: Path) -> Iterator[None]:
     """Holds an advisory lock on workdir, so that two runs never write the same files.
 
-    The kernel releases the lock when the process ends, however it ends.
+    The lock is `flock` on `workdir/.lock`, which holds the owner's pid. The kernel releases
+    it when the process ends, however it ends; a clean exit also removes the file (a killed
+    run leaves it behind, unlocked and harmless).
     """
-    with (workdir / ".lock").open("a+") as lock_file:
-        try:
-            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            lock_file.seek(0)
-            owner = lock_file.read().strip() or "unknown"
-            raise ValueError(
-                f"workdir={str(workdir)!r} is in use by another training run (pid {owner}); "
-                "allowed: a workdir no other run is using (wait for that run to end)"
-            ) from None
+    path = workdir / ".lock"
+    with _locked(path, workdir) as lock_file:
         lock_file.seek(0)
         lock_file.truncate()
         lock_file.write(f"{os.getpid()}\n")
@@ -91,7 +85,40 @@ def exclusive(workdir: Path) -> Iterator[None]:
         try:
             yield
         finally:
+            # Removed while still locked: a run that opened the file before the removal and
+            # locks it after the release sees that the path no longer names it, and retries.
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
             fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+
+def _locked(path: Path, workdir: Path) -> IO[str]:
+    """`path` opened and flocked, checked to still be the file at `path` once locked."""
+    while True:
+        lock_file = path.open("a+")
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock_file.seek(0)
+            owner = lock_file.read().strip() or "unknown"
+            lock_file.close()
+            raise ValueError(
+                f"workdir={str(workdir)!r} is in use by another training run (pid {owner}); "
+                "allowed: a workdir no other run is using (wait for that run to end)"
+            ) from None
+        if _names(path, lock_file):
+            return lock_file
+        lock_file.close()  # Its holder removed it after this run opened it: take the new one.
+
+
+def _names(path: Path, handle: IO[str]) -> bool:
+    """Whether `path` is (still) the file open as `handle`."""
+    opened = os.fstat(handle.fileno())
+    try:
+        current = os.stat(path)
+    except FileNotFoundError:
+        return False
+    return (current.st_dev, current.st_ino) == (opened.st_dev, opened.st_ino)
 
 
 @contextlib.contextmanager
