@@ -26,10 +26,10 @@ from jax import lax
 from benchmarks import common
 from jaxgan import data as datasets
 from jaxgan import metrics
+from jaxgan.checkpoint import load_run
 from jaxgan.core import sample
 from jaxgan.metrics.inception.network import InceptionV3
 from jaxgan.metrics.inception.weights import load_inception_params, resolve_weights_path
-from jaxgan.training.checkpoint import load_run
 
 
 def tf32_feature_fn():

@@ -20,7 +20,7 @@ command again resumes unfinished runs and only re-evaluates finished ones. With
 `XLA_PYTHON_CLIENT_MEM_FRACTION=0.9/parallel` (unless already set), so that they share
 one accelerator.
 
-Then this process scores each final checkpoint (`jaxgan.training.checkpoint.load_run`) with
+Then this process scores each final checkpoint (`jaxgan.checkpoint.load_run`) with
 `jaxgan.evaluation.Evaluator`: N = `--num_samples` generated images (latents from
 `fold_in(key(seed), 1000003)`, as `experiments.evaluate` draws them) against the first N
 test images, KID with 100 subsets of min(1000, N). For a class-conditional config the
@@ -437,7 +437,7 @@ def evaluate_state(state, seed: int, evaluator, classifier=None) -> dict[str, An
     """The metrics of a trained state (see the module docstring).
 
     Args:
-      state: a `GANState`, e.g. from `jaxgan.training.checkpoint.load_run`.
+      state: a `GANState`, e.g. from `jaxgan.checkpoint.load_run`.
       seed: the run's seed; the latents come from `fold_in(key(seed), EVAL_KEY_FOLD)`.
       evaluator: a `jaxgan.evaluation.Evaluator` of the reference split.
       classifier: a `jaxgan.evaluation.fashion_classifier.Classifier` for the class accuracy of a
@@ -546,10 +546,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     train_wall_seconds = round(time.perf_counter() - train_start, 3)
 
     from jaxgan import data as datasets
+    from jaxgan.checkpoint import load_run
     from jaxgan.data import DatasetInfo
     from jaxgan.evaluation import Evaluator
     from jaxgan.training import compilation_cache
-    from jaxgan.training.checkpoint import load_run
 
     compilation_cache.enable()
     device = common.device_info()

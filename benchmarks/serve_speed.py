@@ -50,9 +50,9 @@ def write_untrained_run(config_path: str, workdir: Path) -> None:
     """A workdir with config.json and an untrained step-0 checkpoint of `config_path`."""
     import jax
 
+    from jaxgan.checkpoint import Checkpointer, signature
     from jaxgan.core import create_state
     from jaxgan.data.fashion_mnist import INFO
-    from jaxgan.training.checkpoint import Checkpointer, signature
 
     path, _, variant = config_path.partition(":")
     spec = importlib.util.spec_from_file_location("served_config", path)

@@ -11,8 +11,8 @@ import pytest
 from flax import serialization
 
 from experiments.configs import dcgan, vanilla
+from jaxgan.checkpoint import Checkpointer, CheckpointError, signature, state_digest
 from jaxgan.core import GANState, create_state
-from jaxgan.training.checkpoint import Checkpointer, CheckpointError, signature, state_digest
 
 CONFIGS = {"dcgan": dcgan.get_config("smoke"), "mlp": vanilla.get_config("smoke")}
 
@@ -116,6 +116,7 @@ def test_unfinished_save_is_never_latest_and_is_removed_by_the_writer(tmp_path):
     state = random_state(config, seed=1)
     for step in (4, 8):
         checkpointer.save(state.replace(step=np.int32(step)), meta_for(config))
+    checkpointer.wait()
     # The worst case of a kill mid-save: every file written, only the rename missing.
     partial = directory / "12.orbax-checkpoint-tmp"
     shutil.copytree(directory / "8", partial)
@@ -123,7 +124,8 @@ def test_unfinished_save_is_never_latest_and_is_removed_by_the_writer(tmp_path):
     assert Checkpointer(directory, keep=5).latest_step() == 8
     assert partial.exists()  # A reader leaves it alone...
     writer = Checkpointer(directory, keep=5, remove_partial=True)
-    writer.save(state.replace(step=np.int32(16)), meta_for(config))  # (waits for the cleanup)
+    writer.save(state.replace(step=np.int32(16)), meta_for(config))
+    writer.wait()  # Saves are written in the background.
     assert not partial.exists()  # ...the writer removes it.
     assert writer.all_steps() == [4, 8, 16]
 
@@ -142,6 +144,7 @@ def test_corrupt_array_file_is_refused_and_nothing_is_deleted(tmp_path, damage):
     state = random_state(config, seed=1)
     for step in (10, 20):
         checkpointer.save(state.replace(step=np.int32(step)), meta_for(config))
+    checkpointer.wait()  # Saves are written in the background.
     victim = _largest_file(directory / "20" / "state")
     content = bytearray(victim.read_bytes())
     if damage == "garble":

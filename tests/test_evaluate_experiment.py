@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from jaxgan.checkpoint import Checkpointer, signature
 from jaxgan.core import create_state
 from jaxgan.data.fashion_mnist import INFO as FASHION_MNIST_INFO
 from jaxgan.evaluation import offline
 from jaxgan.metrics import SmallSampleWarning
-from jaxgan.training.checkpoint import Checkpointer, signature
 from tests.helpers.serving import write_population_checkpoint
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

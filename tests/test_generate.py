@@ -79,9 +79,9 @@ def grid_tiles(path, count: int, columns: int, size: int = 28) -> np.ndarray:
 
 def expected_images(workdir, seed, count, *, labels=None, steps=0, use_ema=True):
     """The restored state's `sample()` on the latents the command documents, as uint8."""
+    from jaxgan.checkpoint import load_run
     from jaxgan.core import sample
     from jaxgan.metrics import to_uint8
-    from jaxgan.training.checkpoint import load_run
 
     _, state, _ = load_run(workdir)
     latents = generation.image_latents(
@@ -131,7 +131,7 @@ def test_same_seed_same_bytes_other_seed_other_images(plain_run, tmp_path):
 
 
 def test_image_i_depends_on_neither_num_nor_batching(plain_run, tmp_path):
-    from jaxgan.training.checkpoint import load_run
+    from jaxgan.checkpoint import load_run
 
     generation.run(str(plain_run), 7, 0, None, 0, str(tmp_path / "seven.npz"))
     generation.run(str(plain_run), 3, 0, None, 0, str(tmp_path / "three.npz"))
@@ -275,9 +275,9 @@ def stacked_state(workdir):
 
     import ml_collections
 
+    from jaxgan.checkpoint import Checkpointer, signature
     from jaxgan.core import population
     from jaxgan.data import DatasetInfo
-    from jaxgan.training.checkpoint import Checkpointer, signature
 
     config = ml_collections.ConfigDict(json.loads((workdir / "config.json").read_text()))
     checkpointer = Checkpointer(workdir / "checkpoints", 3)

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from experiments.configs import dcgan
+from jaxgan.checkpoint import CheckpointError, load_run
 from jaxgan.training import loop, periodic
-from jaxgan.training.checkpoint import CheckpointError, load_run
 from jaxgan.training.config import set_fields
 from jaxgan.training.signals import TrainingInterrupted
 

@@ -22,9 +22,9 @@ import jax
 import numpy as np
 import pytest
 
+from jaxgan.checkpoint import load_run
 from jaxgan.evaluation import generation, offline
 from jaxgan.metrics import SmallSampleWarning
-from jaxgan.training.checkpoint import load_run
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "workdir_dc0a0bd"
 STEPS_PER_EPOCH = 8

@@ -13,10 +13,10 @@ import pytest
 
 from experiments.configs import dcgan
 from jaxgan import core as train
+from jaxgan.checkpoint import CheckpointError, load_run, state_digest
 from jaxgan.core import epoch_batches, population, sharding
 from jaxgan.data.loader import EpochLoader
 from jaxgan.training import loop, members
-from jaxgan.training.checkpoint import CheckpointError, load_run, state_digest
 
 # A member's convolutions run as batched matmuls (layers.PatchConv) and Adam divides by
 # sqrt(v) + eps, which turns float32 rounding of tiny gradients into differences of this

@@ -28,9 +28,9 @@ import pytest
 from flax import serialization
 
 from experiments.configs import dcgan
+from jaxgan.checkpoint import Checkpointer, signature
 from jaxgan.core import create_state
 from jaxgan.training import loop
-from jaxgan.training.checkpoint import Checkpointer, signature
 
 REPO = Path(__file__).resolve().parents[1]
 PAUSING_RUN = REPO / "tests" / "helpers" / "pausing_run.py"
@@ -274,9 +274,9 @@ def test_sigkill_during_checkpoint_write_keeps_the_previous_checkpoint(
     assert paused.finish()[0] == -signal.SIGKILL
 
     assert latest_step(workdir) == 4
-    # Epoch 2's checkpoint is saved before its metrics line (and any evaluation): the line
-    # is not written yet, and the rerun redoes epoch 2 and writes it once.
-    assert [r["epoch"] for r in metric_records(workdir)] == [1]
+    # Saves are written in the background, so epoch 2's metrics line may be out before
+    # its checkpoint is complete: the rerun cuts it, redoes epoch 2 and writes it once.
+    assert [r["epoch"] for r in metric_records(workdir)] in ([1], [1, 2])
     result = train(workdir, run_env)
     assert_resumed_like_reference(workdir, reference, result, from_step=4)
     assert not partial.exists()
@@ -446,7 +446,7 @@ def test_unwritable_workdir_exits_1_with_the_error(tmp_path):
 @pytest.mark.slow
 def test_a_population_stopped_mid_epoch_resumes_bitwise(tmp_path, run_env):
     """K=2: the mid-epoch checkpoint holds both members and their per-step metrics [S, K]."""
-    from jaxgan.training.checkpoint import load_run
+    from jaxgan.checkpoint import load_run
 
     population = "--config.population=2"
     reference = tmp_path / "reference"

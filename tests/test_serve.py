@@ -70,7 +70,7 @@ def plain_server(tmp_path_factory):
 
 
 def restored_state(workdir):
-    from jaxgan.training.checkpoint import load_run
+    from jaxgan.checkpoint import load_run
 
     return load_run(workdir)[1]
 

@@ -10,7 +10,7 @@ Measure (FID at N=10,000, per-class FID and class accuracy):
   python -m benchmarks.quality --config=experiments/configs/cresnet.py --seeds=3
 Variants: as `resnet.py` (:smoke, :cpu, :bf16).
 
-Measured: not yet; to be measured on a GPU (`benchmarks/campaign.sh`, docs/quality.md).
+Measured: not yet; to be measured on a GPU (`benchmarks/device_campaign.sh`, docs/quality.md).
 """
 
 from experiments.configs import resnet

@@ -20,7 +20,7 @@ Variants:
 
 Measured: not yet. The full variant is sized for about 5 minutes of one H200 (40 epochs of
 234 steps, 2 D steps each); its FID is still to be measured on a GPU
-(`benchmarks/campaign.sh`, docs/quality.md).
+(`benchmarks/device_campaign.sh`, docs/quality.md).
 """
 
 from jaxgan.models import model_config

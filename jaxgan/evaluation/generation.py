@@ -270,8 +270,8 @@ def run(
         already holds images (new PNGs would mix with them when the folder is evaluated).
     """
     from jaxgan import images as images_lib
+    from jaxgan.checkpoint import load_run
     from jaxgan.fileio import atomic_savez
-    from jaxgan.training.checkpoint import load_run
 
     form = output_form(out)
     out_path = Path(out)

@@ -26,12 +26,12 @@ from PIL import Image, UnidentifiedImageError
 
 from jaxgan import data as datasets
 from jaxgan import evaluation
+from jaxgan.checkpoint import load_run
 from jaxgan.evaluation import report
 from jaxgan.evaluation.evaluator import MIN_NUM_SAMPLES, inception_batch_size
 from jaxgan.evaluation.generation import evaluation_key
 from jaxgan.metrics.features import FeatureFn, inception_features
 from jaxgan.metrics.frechet import warn_if_small_sample
-from jaxgan.training.checkpoint import load_run
 
 log = logging.getLogger(__name__)
 

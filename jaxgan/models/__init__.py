@@ -40,6 +40,8 @@ MODELS: dict[str, Family] = {
     "resnet": resnet,
 }
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+# Family fields that were top-level config fields before `config.model` was nested.
+FORMERLY_FLAT = ("g_width", "d_width", "dropout_rate", "spectral_norm")
 
 
 def register(name: str, family: Family) -> None:
@@ -154,3 +156,18 @@ def describe(model: Any) -> list[tuple[str, Any, str]]:
     rows = [("model.name", model["name"], "model family: " + ", ".join(MODELS))]
     rows += [(f"model.{f}", model.get(f, spec.default), spec.help) for f, spec in fields.items()]
     return rows
+
+
+def upgrade(values: dict[str, Any]) -> dict[str, Any]:
+    """A config dict written before `config.model` was nested (a workdir's `config.json`),
+    in today's form: the family's fields move under `model`; others it had are dropped.
+
+    Returns a new dict; the file it came from is never rewritten.
+    """
+    if not isinstance(values.get("model"), str):
+        return values
+    upgraded = {k: v for k, v in values.items() if k not in FORMERLY_FLAT}
+    name = values["model"]
+    fields = family_of(name).FIELDS
+    upgraded["model"] = {"name": name, **{f: values[f] for f in fields if f in values}}
+    return upgraded

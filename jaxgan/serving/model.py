@@ -219,7 +219,7 @@ def load_snapshot(
     programs when they were compiled for states of the same structure and shapes.
 
     `member` picks the GAN of a population's workdir (0 to K-1; `checkpoint.load_run`)."""
-    from jaxgan.training.checkpoint import load_run
+    from jaxgan.checkpoint import load_run
 
     config, state, meta = load_run(workdir, step=step, member=member)
     if reuse is not None and reuse.avals == _avals(state):
@@ -233,7 +233,7 @@ def check_member(workdir: str | Path, member: int | None) -> None:
     """Raises `checkpoint.load_run`'s ValueError when `workdir`'s config does not allow
     `member` (missing or out of range for a population, or given for a single GAN), before
     the run has saved a checkpoint; nothing when the workdir has no config yet."""
-    from jaxgan.training.checkpoint import CheckpointError, load_run
+    from jaxgan.checkpoint import CheckpointError, load_run
 
     try:
         load_run(workdir, member=member)

@@ -264,6 +264,7 @@ def check_batch_size(batch_size: int, num_examples: int) -> None:
 
 # What each field means, for `--help` and the README's config reference.
 FIELD_HELP = {
+    "model": "the model family (model.name) and its own fields",
     "latent_dim": "size of z",
     "dtype": "compute dtype (params, optimizer state and losses stay float32)",
     "conditional": "class-conditional G (label embedding) and projection D",
@@ -309,9 +310,7 @@ FIELD_HELP = {
 
 
 # Fields that moved under config.model: the old flat key -> the new one.
-MOVED_FIELDS = {
-    name: f"model.{name}" for name in ("g_width", "d_width", "dropout_rate", "spectral_norm")
-}
+MOVED_FIELDS = {name: f"model.{name}" for name in models.FORMERLY_FLAT}
 
 
 def rows(config: ml_collections.ConfigDict) -> list[tuple[str, Any, str]]:
@@ -346,18 +345,3 @@ def set_fields(config: ml_collections.ConfigDict, **values: Any) -> ml_collectio
         target = config.model if name in config.model else config
         target[name] = value
     return config
-
-
-def upgrade(values: dict[str, Any]) -> dict[str, Any]:
-    """A config dict written before `config.model` was nested (a workdir's `config.json`),
-    in today's form: the family's fields move under `model`; others it had are dropped.
-
-    Returns a new dict; the file it came from is never rewritten.
-    """
-    if not isinstance(values.get("model"), str):
-        return values
-    upgraded = {k: v for k, v in values.items() if k not in MOVED_FIELDS}
-    name = values["model"]
-    fields = models.family_of(name).FIELDS
-    upgraded["model"] = {"name": name, **{f: values[f] for f in fields if f in values}}
-    return upgraded

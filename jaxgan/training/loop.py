@@ -34,6 +34,7 @@ import ml_collections
 import numpy as np
 
 from jaxgan import data as datasets
+from jaxgan.checkpoint import Checkpointer, CheckpointError, signature
 from jaxgan.core import (
     GANState,
     count_params,
@@ -45,7 +46,6 @@ from jaxgan.core import (
 from jaxgan.training import config as config_lib
 from jaxgan.training import distributed
 from jaxgan.training import workdir as workdir_lib
-from jaxgan.training.checkpoint import Checkpointer, CheckpointError, signature
 from jaxgan.training.members import Members
 from jaxgan.training.signals import NonFiniteLossError, TrainingInterrupted, stopped
 from jaxgan.training.trainer import INIT, Trainer

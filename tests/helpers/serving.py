@@ -68,8 +68,8 @@ def write_population_checkpoint(workdir: Path, config, step: int, *, seed: int =
 
 
 def _save(workdir: Path, config, state, step: int):
+    from jaxgan.checkpoint import Checkpointer, signature
     from jaxgan.data.fashion_mnist import INFO
-    from jaxgan.training.checkpoint import Checkpointer, signature
 
     if state.g_ema:
         state = state.replace(g_ema=jax.tree_util.tree_map(lambda p: p * 1.5, state.g_ema))

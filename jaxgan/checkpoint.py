@@ -264,13 +264,12 @@ def load_run(
     """
     from jaxgan.core import create_state, population
     from jaxgan.data.fashion_mnist import INFO as FASHION_MNIST_INFO
-    from jaxgan.training.config import upgrade
 
     workdir = Path(workdir)
     config_path = workdir / "config.json"
     if not config_path.is_file():
         raise FileNotFoundError(f"{config_path} not found: is {workdir} a training workdir?")
-    config = ml_collections.ConfigDict(upgrade(json.loads(config_path.read_text())))
+    config = ml_collections.ConfigDict(models.upgrade(json.loads(config_path.read_text())))
     size = population.size(config)
     if size and member not in range(size):
         raise ValueError(
