@@ -12,7 +12,7 @@ FID 24.45 ± 1.15 at N=10,000 against test[:10,000] (seeds 0-2, NVIDIA H200; REA
 """
 
 from jaxgan.models import model_config
-from jaxgan.training.config import base_config, unknown_variant
+from jaxgan.training.config import base_config, smoke, unknown_variant
 
 VARIANTS = ("smoke", "cpu")
 
@@ -28,18 +28,8 @@ def get_config(variant: str = ""):
     config.sample_every = 5
     config.eval_every = 10
     if variant == "smoke":
-        config.model.g_width = 8
-        config.model.d_width = 8
-        config.num_epochs = 1
-        config.num_train_examples = 2048
-        config.batch_size = 64
-        config.sample_every = 1
-        config.eval_every = 1
-        config.fid_num_samples = 16
-        config.fid_batch_size = 16
-        config.kid_subset_size = 16
-        config.kid_num_subsets = 10
-        config.log_every_steps = 8
+        smoke(config, g_width=8, d_width=8, num_train_examples=2048, batch_size=64,
+              log_every_steps=8)  # fmt: skip
     elif variant == "cpu":
         config.num_epochs = 5
         config.sample_every = 1

@@ -24,7 +24,7 @@ Measured: not yet. The full variant is sized for about 5 minutes of one H200 (40
 """
 
 from jaxgan.models import model_config
-from jaxgan.training.config import base_config, unknown_variant
+from jaxgan.training.config import base_config, smoke, unknown_variant
 
 VARIANTS = ("smoke", "cpu", "bf16")
 
@@ -49,21 +49,10 @@ def get_config(variant: str = ""):
     config.sample_every = 5
     config.eval_every = 10
     if variant == "smoke":
-        config.model.g_width = 8
-        config.model.d_width = 8
-        config.model.embed_dim = 8
-        config.latent_dim = 16
-        config.num_epochs = 1
-        config.num_train_examples = 256
-        config.batch_size = 16
-        config.ema_start = 0
-        config.sample_every = 1
-        config.eval_every = 1
-        config.fid_num_samples = 16
-        config.fid_batch_size = 16
-        config.kid_subset_size = 16
-        config.kid_num_subsets = 10
-        config.log_every_steps = 4
+        smoke(
+            config, g_width=8, d_width=8, embed_dim=8, latent_dim=16, num_train_examples=256,
+            batch_size=16, ema_start=0, log_every_steps=4,
+        )  # fmt: skip
     elif variant == "cpu":
         config.model.g_width = 32
         config.model.d_width = 32

@@ -9,7 +9,7 @@ Expected: blurry but recognisable garment shapes after 150 epochs.
 """
 
 from jaxgan.models import model_config
-from jaxgan.training.config import base_config, unknown_variant
+from jaxgan.training.config import base_config, smoke, unknown_variant
 
 VARIANTS = ("smoke",)
 
@@ -26,16 +26,7 @@ def get_config(variant: str = ""):
     config.checkpoint_every = 5
     config.eval_every = 25
     if variant == "smoke":
-        config.model.g_width = 16
-        config.model.d_width = 16
-        config.num_epochs = 1
-        config.num_train_examples = 2000
-        config.eval_every = 1
-        config.fid_num_samples = 16
-        config.fid_batch_size = 16
-        config.kid_subset_size = 16
-        config.kid_num_subsets = 10
-        config.log_every_steps = 5
+        smoke(config, g_width=16, d_width=16, num_train_examples=2000, log_every_steps=5)
     elif variant:
         raise unknown_variant(__file__, variant, VARIANTS)
     return config.lock()

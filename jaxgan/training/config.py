@@ -239,6 +239,16 @@ def _population_problems(config: ml_collections.ConfigDict) -> list[str]:
     return problems
 
 
+def smoke(config: ml_collections.ConfigDict, **values: Any) -> ml_collections.ConfigDict:
+    """A config's `:smoke` variant: one epoch, a grid and an evaluation (N=16) at its end,
+    then `values` (the family's tiny widths, the data and batch sizes); returns `config`."""
+    config.update(
+        num_epochs=1, sample_every=1, eval_every=1, fid_num_samples=16, fid_batch_size=16,
+        kid_subset_size=16, kid_num_subsets=10,
+    )  # fmt: skip
+    return set_fields(config, **values)
+
+
 def unknown_variant(path: str, variant: str, variants: tuple[str, ...]) -> ValueError:
     """The error of a config file asked for a variant it does not have."""
     from pathlib import Path
