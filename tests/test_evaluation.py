@@ -78,18 +78,18 @@ def test_a_real_summary_gives_the_same_bits_and_must_fit_the_real_features():
     reused = evaluation.feature_metrics(real, fake, kid_subsets=5, kid_size=20,
                                         real_summary=summary)  # fmt: skip
     assert reused == fresh
-    with pytest.raises(ValueError, match=r"real_radii must hold \[30\] radii"):
+    with pytest.raises(ValueError, match=r"real_summary describes 40 features"):
         evaluation.feature_metrics(real[:30], fake, kid_subsets=5, kid_size=20,
                                    real_summary=summary)  # fmt: skip
 
 
 def test_the_evaluator_summarises_the_real_features_once(tiny_config, monkeypatch):
-    from jaxgan.metrics import manifold
+    from jaxgan.metrics import blocked
 
     passes = []
-    original = manifold._kth_neighbour_radii
+    original = blocked.kth_neighbour_radii
     monkeypatch.setattr(
-        manifold, "_kth_neighbour_radii",
+        blocked, "kth_neighbour_radii",
         lambda features, ks: passes.append(len(features)) or original(features, ks),
     )  # fmt: skip
     config = eval_config(tiny_config)
