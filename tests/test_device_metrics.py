@@ -127,6 +127,33 @@ def test_frechet_eigh_equals_scipy_sqrtm(num_rows, rel):
     )
 
 
+def nuclear_norm_fid(real: np.ndarray, fake: np.ndarray) -> float:
+    """FID with Tr sqrt(S1 S2) as the nuclear norm of A B^T, A and B the centred sets / sqrt(n - 1).
+
+    Exact in float64 also when a set has fewer rows than dimensions, where sqrtm is not.
+    """
+    real, fake = real.astype(np.float64), fake.astype(np.float64)
+    real_factor = (real - real.mean(axis=0)) / np.sqrt(len(real) - 1)
+    fake_factor = (fake - fake.mean(axis=0)) / np.sqrt(len(fake) - 1)
+    nuclear_norm = np.linalg.svd(real_factor @ fake_factor.T, compute_uv=False).sum()
+    traces = np.sum(real_factor**2) + np.sum(fake_factor**2)
+    return float(np.sum((real.mean(axis=0) - fake.mean(axis=0)) ** 2) + traces - 2 * nuclear_norm)
+
+
+# A singular covariance: float32 rounding in its null space would add sqrt(noise) terms to
+# Tr sqrt(S1 S2); the device path takes that set's factor from its features instead.
+@pytest.mark.parametrize("num_real, num_fake", [(300, 250), (500, 250), (250, 500)])
+def test_fid_with_fewer_rows_than_dimensions_matches_the_exact_value(num_real, num_fake):
+    real, fake = pool3_like(num_real, 384, seed=14), pool3_like(num_fake, 384, seed=15)
+    expected = nuclear_norm_fid(real, fake)
+    on_device = device.device_feature_metrics(real, fake, kid_subsets=1, kid_size=4)
+    assert on_device["fid"] == pytest.approx(expected, rel=1e-7)
+    host = frechet.frechet_distance(
+        *frechet.feature_statistics(real), *frechet.feature_statistics(fake)
+    )
+    assert on_device["fid"] == pytest.approx(host, rel=1e-5)
+
+
 def test_kid_blocks_match_mmd2_unbiased_on_each_subset():
     # 200 subset rows in blocks of 48: four full blocks, a padded one, and the diagonal of
     # the within-set kernels crossing every block.

@@ -13,7 +13,7 @@ import pytest
 import scipy.linalg
 
 from jaxgan.metrics import features as feature_extraction
-from jaxgan.metrics import frechet
+from jaxgan.metrics import frechet, statistics_file
 
 
 @jax.jit
@@ -538,9 +538,9 @@ def test_statistics_round_trip_leaves_no_temporary_files(tmp_path):
     rng = np.random.default_rng(12)
     mu, sigma = rng.normal(size=5), random_covariance(rng, 5)
     path = tmp_path / "reference.npz"
-    frechet.save_statistics(path, mu, sigma, 10_000)
-    frechet.save_statistics(path, mu * 2, sigma, 10_000)
-    loaded = frechet.load_statistics(path)
+    statistics_file.save_statistics(path, mu, sigma, 10_000)
+    statistics_file.save_statistics(path, mu * 2, sigma, 10_000)
+    loaded = statistics_file.load_statistics(path)
     np.testing.assert_array_equal(loaded.mu, mu * 2)
     np.testing.assert_array_equal(loaded.sigma, sigma)
     assert loaded.num_images == 10_000 and isinstance(loaded.num_images, int)
@@ -551,26 +551,26 @@ def test_load_statistics_rejects_corrupt_and_incomplete_files(tmp_path):
     garbage = tmp_path / "garbage.npz"
     garbage.write_bytes(b"not a zip file at all")
     with pytest.raises(ValueError, match="not a readable .npz"):
-        frechet.load_statistics(garbage)
+        statistics_file.load_statistics(garbage)
     truncated = tmp_path / "truncated.npz"
-    frechet.save_statistics(truncated, np.zeros(3), np.eye(3), 5)
+    statistics_file.save_statistics(truncated, np.zeros(3), np.eye(3), 5)
     truncated.write_bytes(truncated.read_bytes()[:-40])
     with pytest.raises(ValueError):
-        frechet.load_statistics(truncated)
+        statistics_file.load_statistics(truncated)
     incomplete = tmp_path / "incomplete.npz"
     np.savez(incomplete, mu=np.zeros(3), sigma=np.eye(3))
     with pytest.raises(ValueError, match=r"lacks \['num_images'\]"):
-        frechet.load_statistics(incomplete)
+        statistics_file.load_statistics(incomplete)
     mismatched = tmp_path / "mismatched.npz"
     np.savez(mismatched, mu=np.zeros(3), sigma=np.eye(2), num_images=5)
     with pytest.raises(ValueError, match="need"):
-        frechet.load_statistics(mismatched)
+        statistics_file.load_statistics(mismatched)
     single_array = tmp_path / "single.npy"
     np.save(single_array, np.zeros(3))
     with pytest.raises(ValueError, match="single array"):
-        frechet.load_statistics(single_array)
+        statistics_file.load_statistics(single_array)
     with pytest.raises(FileNotFoundError):
-        frechet.load_statistics(tmp_path / "missing.npz")
+        statistics_file.load_statistics(tmp_path / "missing.npz")
 
 
 @pytest.mark.parametrize(
@@ -585,7 +585,7 @@ def test_load_statistics_rejects_corrupt_and_incomplete_files(tmp_path):
 )
 def test_save_statistics_rejects_bad_arguments(tmp_path, mu, sigma, num_images):
     with pytest.raises(ValueError):
-        frechet.save_statistics(tmp_path / "stats.npz", mu, sigma, num_images)
+        statistics_file.save_statistics(tmp_path / "stats.npz", mu, sigma, num_images)
     assert os.listdir(tmp_path) == []
 
 

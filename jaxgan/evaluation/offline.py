@@ -225,6 +225,39 @@ def _compare_sets(real, fake, batch_size, resize, feature_dtype, feature_fn) -> 
     return Evaluation(results, real_images, fake_images, neighbours)
 
 
+def _check_arguments(
+    workdir, real, fake, member, seed, num_samples, batch_size, feature_dtype,
+    report_train_images,
+) -> None:  # fmt: skip
+    """Refuses inconsistent or invalid arguments of `run`, naming the flag."""
+    if (real is None) != (fake is None):
+        raise ValueError("--real and --fake go together: give both, or neither with --workdir")
+    if workdir is None and real is None:
+        raise ValueError("give --workdir=DIR, or --real=PATH and --fake=PATH")
+    if workdir is not None and real is not None:
+        raise ValueError("give either --workdir or --real/--fake, not both")
+    if member is not None and workdir is None:
+        raise ValueError("--member picks a GAN of a population's --workdir; give --workdir")
+    if seed is not None and workdir is None:
+        raise ValueError("--seed picks the latents of a --workdir's generator; give --workdir")
+    minimum = MIN_NUM_SAMPLES
+    if num_samples is not None and num_samples < minimum:
+        raise ValueError(
+            f"--num_samples={num_samples} is invalid; allowed: {minimum} or more (density/"
+            "coverage use 5 nearest neighbours)"
+        )
+    if batch_size < 0:
+        raise ValueError(
+            f"--batch_size={batch_size} is invalid; allowed: 0 (auto) or a positive integer"
+        )
+    if feature_dtype not in evaluation.FEATURE_DTYPES:
+        raise ValueError(
+            f"--feature_dtype={feature_dtype} is invalid; allowed: {evaluation.FEATURE_DTYPES}"
+        )
+    if report_train_images is not None and report_train_images < 1:
+        raise ValueError(f"--report_train_images={report_train_images} is invalid; allowed: >= 1")
+
+
 def run(
     *,
     workdir=None,
@@ -265,32 +298,10 @@ def run(
       seed: the seed of the generated latents (default: the run's own, which gives the
         latents of the run's own evaluation of the checkpoint).
     """
-    if (real is None) != (fake is None):
-        raise ValueError("--real and --fake go together: give both, or neither with --workdir")
-    if workdir is None and real is None:
-        raise ValueError("give --workdir=DIR, or --real=PATH and --fake=PATH")
-    if workdir is not None and real is not None:
-        raise ValueError("give either --workdir or --real/--fake, not both")
-    if member is not None and workdir is None:
-        raise ValueError("--member picks a GAN of a population's --workdir; give --workdir")
-    if seed is not None and workdir is None:
-        raise ValueError("--seed picks the latents of a --workdir's generator; give --workdir")
-    minimum = MIN_NUM_SAMPLES
-    if num_samples is not None and num_samples < minimum:
-        raise ValueError(
-            f"--num_samples={num_samples} is invalid; allowed: {minimum} or more (density/"
-            "coverage use 5 nearest neighbours)"
-        )
-    if batch_size < 0:
-        raise ValueError(
-            f"--batch_size={batch_size} is invalid; allowed: 0 (auto) or a positive integer"
-        )
-    if feature_dtype not in evaluation.FEATURE_DTYPES:
-        raise ValueError(
-            f"--feature_dtype={feature_dtype} is invalid; allowed: {evaluation.FEATURE_DTYPES}"
-        )
-    if report_train_images is not None and report_train_images < 1:
-        raise ValueError(f"--report_train_images={report_train_images} is invalid; allowed: >= 1")
+    _check_arguments(
+        workdir, real, fake, member, seed, num_samples, batch_size, feature_dtype,
+        report_train_images,
+    )  # fmt: skip
     if workdir is not None:
         if (
             output is not None

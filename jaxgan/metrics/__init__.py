@@ -4,6 +4,7 @@ One concern per module, none named like a function it holds:
 
 - `features`: the FID protocol's quantisation, resize and pool3 extraction;
 - `frechet`: Gaussian statistics, the Fréchet distance and image-level `fid`;
+- `statistics_file`: FID statistics saved to and read from .npz files;
 - `mmd`: kernel Inception distance, `kid`;
 - `manifold`: precision/recall and density/coverage of k-NN manifolds;
 - `device`: all of the above computed on the accelerator (float32 `blocked` passes, float64
@@ -38,11 +39,10 @@ from jaxgan.metrics.frechet import (
     fid,
     frechet_distance,
     image_statistics,
-    load_statistics,
-    save_statistics,
 )
 from jaxgan.metrics.manifold import density_coverage, prdc, precision_recall
 from jaxgan.metrics.mmd import kid, kid_from_features, kid_subset_indices, mmd2_unbiased
+from jaxgan.metrics.statistics_file import load_statistics, save_statistics
 
 __all__ = [
     "POOL3_DIM",
