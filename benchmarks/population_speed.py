@@ -120,10 +120,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     }
     shared = {
         "config": args.config,
-        "model": base.model,
+        "model": base.model.name,
         "batch_per_member": base.batch_size,
-        "g_width": base.g_width,
-        "d_width": base.d_width,
+        "g_width": base.model.g_width,
+        "d_width": base.model.d_width,
         "dtype": base.dtype,
         "steps_per_chunk": args.steps,
     }

@@ -70,7 +70,7 @@ def make_config(args: argparse.Namespace):
     if args.batch is not None:
         config.batch_size = args.batch
     if args.width is not None:
-        config.g_width = config.d_width = args.width
+        config.model.g_width = config.model.d_width = args.width
     return config
 
 
@@ -140,11 +140,11 @@ def torch_timer(config, images: np.ndarray, args: argparse.Namespace, torch_mode
     device = torch.device("cuda" if use_cuda else "cpu")
     torch.manual_seed(args.seed)
     gan = torch_models.build(
-        config.model,
+        config.model.name,
         latent_dim=config.latent_dim,
-        g_width=config.g_width,
-        d_width=config.d_width,
-        dropout_rate=config.dropout_rate,
+        g_width=config.model.g_width,
+        d_width=config.model.d_width,
+        dropout_rate=config.model.get("dropout_rate", 0.0),
         learning_rate=config.learning_rate,
         b1=config.b1,
         b2=config.b2,
@@ -220,8 +220,8 @@ def main(argv: list[str] | None = None) -> None:
         "model": args.model,
         "batch": batch_size,
         "dtype": args.dtype,
-        "g_width": config.g_width,
-        "d_width": config.d_width,
+        "g_width": config.model.g_width,
+        "d_width": config.model.d_width,
         "mode": "steps" if args.steps else "epochs",
         "steps_per_epoch": steps_per_epoch,
     }

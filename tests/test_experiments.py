@@ -171,13 +171,19 @@ def test_command_line_mistakes_get_one_line(tmp_path, flag, expected):
 
 
 def test_help_lists_the_flags_every_config_field_and_an_example():
+    from jaxgan import models
     from jaxgan.training.config import FIELD_HELP
 
     result = run_module("experiments.dcgan", "--help")
     for needle in ("--config", "--workdir", "Example:", "dcgan.py:smoke"):
         assert needle in result.stdout, needle
     for field, meaning in FIELD_HELP.items():
+        if field == "model":  # The family's own fields stand in its place.
+            continue
         assert re.search(rf"--config\.{field}\s+\S.*{re.escape(meaning)}", result.stdout), field
+    for field, spec in models.MODELS["dcgan"].FIELDS.items():
+        assert re.search(rf"--config\.model\.{field}\s+\S.*{re.escape(spec.help)}", result.stdout)
+    assert re.search(r"--config\.model\.name +'dcgan' ", result.stdout)
     assert re.search(r"--config\.batch_size +128 ", result.stdout)  # the config's own default
 
 

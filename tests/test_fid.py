@@ -339,7 +339,9 @@ def test_inception_features_gray_equals_tiled_rgb():
     )
 
 
-def test_inception_features_progress_bar_counts_images(capsys):
+def test_inception_features_progress_bar_counts_images(capsys, monkeypatch):
+    # A bar is drawn on a terminal only (elsewhere its carriage returns are junk in a log).
+    monkeypatch.setattr(feature_extraction.sys.stderr, "isatty", lambda: True)
     feature_extraction.inception_features(
         smooth_images(seed=6, num_images=5), 2, feature_fn=colour_moment_features, progress=True
     )
