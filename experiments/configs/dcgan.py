@@ -35,6 +35,7 @@ def get_config(variant: str = ""):
         config.sample_every = 1
         config.eval_every = 5
         config.fid_num_samples = 500
+        config.kid_subset_size = 250  # Below N, so that KID has a spread over subsets.
         config.log_every_steps = 10
     elif variant:
         raise unknown_variant(__file__, variant, VARIANTS)

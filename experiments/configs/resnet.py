@@ -64,6 +64,7 @@ def get_config(variant: str = ""):
         config.sample_every = 1
         config.eval_every = 2
         config.fid_num_samples = 500
+        config.kid_subset_size = 250  # Below N, so that KID has a spread over subsets.
         config.log_every_steps = 10
     elif variant == "bf16":
         config.dtype = "bfloat16"
