@@ -50,6 +50,13 @@ def write_report(per_member: Sequence[dict[str, Any]], path: str | Path) -> Path
     return fileio.atomic_write_text(path, "\n".join(lines) + "\n")
 
 
+def add_member_scalars(record: dict[str, Any], per_member: list[dict[str, float]]) -> None:
+    """Merges each member's scalars into `record["members"]` (created when missing)."""
+    entries = record.setdefault("members", [{} for _ in per_member])
+    for entry, values in zip(entries, per_member, strict=True):
+        entry.update(values)
+
+
 class Members:
     """How the loop tells one GAN from a population's K: the one place that knows.
 
@@ -81,13 +88,13 @@ class Members:
         """Each member's means over the epoch's steps ([S, K] metrics) into `record`."""
         if not self.count:
             return
-        per_member = [
-            {name: float(values[:, i].mean()) for name, values in epoch_metrics.items()}
-            for i in range(self.count)
-        ]
-        entries = record.setdefault("members", [{} for _ in per_member])
-        for entry, values in zip(entries, per_member, strict=True):
-            entry.update(values)
+        add_member_scalars(
+            record,
+            [
+                {name: float(values[:, i].mean()) for name, values in epoch_metrics.items()}
+                for i in range(self.count)
+            ],
+        )
 
     def describe(self, config: Any) -> str | None:
         """The log line of a population, None for one GAN."""

@@ -1,9 +1,10 @@
-"""The training loop's periodic actions: samples, checkpoints, evaluation, logs, curves.
+"""The training loop's periodic actions: samples, evaluation, logs, curves.
 
 Each action runs at the end of an epoch when it is due: every `every` epochs, and after
 the last epoch when `at_end` (`every=0` means only at the end, or never without
-`at_end`). The loop calls them in a fixed order: samples, checkpoint, evaluation, log,
-curves, so that the epoch's checkpoint exists before a long evaluation starts.
+`at_end`). The loop (`trainer.Trainer.finish_epoch`) calls them in a fixed order: samples,
+then its checkpoint, then evaluation, log and curves, so that the epoch's checkpoint is
+started before a long evaluation.
 """
 
 from __future__ import annotations
@@ -96,17 +97,6 @@ class WriteSamples(PeriodicAction):
         self.writer.add_image(f"samples{self.suffix}", grid, step_of(end.state), dataformats="HWC")
 
 
-class SaveCheckpoint(PeriodicAction):
-    """Saves the state with the epoch's record, so a rerun can finish the epoch's outputs."""
-
-    def __init__(self, every: int, save: Callable[..., int]):
-        super().__init__(every)
-        self.save = save
-
-    def __call__(self, end: EpochEnd) -> None:
-        self.save(end.state, end.epoch, epoch_record=end.record)
-
-
 class Evaluate(PeriodicAction):
     """Scores the generator (FID, KID, ...) and adds the scalars to the record.
 
@@ -142,7 +132,7 @@ class Evaluate(PeriodicAction):
                 log.info("member %d: %s", index, format_scalars(scalars(results[-1])))
             self.results = results
             end.record.update(members.summarise([scalars(r) for r in results]))
-            add_member_scalars(end.record, [scalars(r) for r in results])
+            members.add_member_scalars(end.record, [scalars(r) for r in results])
         end.record["eval_seconds"] = round(time.perf_counter() - start, 3)
 
     def write_report(self, path: Path) -> None:
@@ -158,13 +148,6 @@ class Evaluate(PeriodicAction):
 def scalars(results: dict[str, Any]) -> dict[str, float]:
     """The float entries of an evaluation's results."""
     return {k: v for k, v in results.items() if isinstance(v, float)}
-
-
-def add_member_scalars(record: dict[str, Any], per_member: list[dict[str, float]]) -> None:
-    """Merges each member's scalars into `record["members"]` (created when missing)."""
-    members = record.setdefault("members", [{} for _ in per_member])
-    for entry, values in zip(members, per_member, strict=True):
-        entry.update(values)
 
 
 class LogEpoch(PeriodicAction):
