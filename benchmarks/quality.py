@@ -447,16 +447,17 @@ def evaluate_state(state, seed: int, evaluator, classifier=None) -> dict[str, An
 
     start = time.perf_counter()
     key = jax.random.fold_in(jax.random.key(seed), EVAL_KEY_FOLD)
-    fake_images, fake_labels = evaluator.generate(state, key)
+    classify = classifier is not None and getattr(state, "num_classes", 0) > 1
+    generated, fake_labels = evaluator.generated(state, key, keep_images=classify)
     real_features = evaluator.real_features()
-    fake_features = evaluator.fake_features(fake_images)
+    fake_features = np.asarray(generated.features)  # The float64 references run on the host.
     result = feature_scores(evaluator, real_features, fake_features)
     result["step"] = int(jax.device_get(state.step))
     if fake_labels is not None:
         result.update(per_class_fid(real_features, fake_labels, fake_features, fake_labels,
                                     state.num_classes))  # fmt: skip
         if classifier is not None:
-            predicted = classifier.predict(fake_images)
+            predicted = classifier.predict(generated.images)
             result["class_accuracy"] = float(np.mean(predicted == fake_labels))
             result["per_class_accuracy"] = [
                 float(np.mean(predicted[fake_labels == c] == c)) if np.any(fake_labels == c)

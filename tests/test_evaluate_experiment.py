@@ -260,13 +260,13 @@ def test_member_is_scored_into_a_member_named_file(population_workdir, monkeypat
 
     workdir, stacked = population_workdir
     scored = []
-    original = offline.evaluation.Evaluator.generate
+    original = offline.evaluation.Evaluator.generated
 
-    def recording_generate(self, state, key):
+    def recording_generated(self, state, key, **options):
         scored.append(state)
-        return original(self, state, key)
+        return original(self, state, key, **options)
 
-    monkeypatch.setattr(offline.evaluation.Evaluator, "generate", recording_generate)
+    monkeypatch.setattr(offline.evaluation.Evaluator, "generated", recording_generated)
     texts = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SmallSampleWarning)

@@ -12,7 +12,7 @@ import pytest
 from jaxgan.core import create_state, sample
 from jaxgan.data import Dataset, DatasetInfo
 from jaxgan.evaluation import evaluator as evaluation
-from jaxgan.evaluation import report
+from jaxgan.evaluation import reference, report
 from jaxgan.metrics import EvaluationInterrupted, SmallSampleWarning
 from jaxgan.metrics.features import inception_features
 from jaxgan.metrics.frechet import feature_statistics, frechet_distance
@@ -278,7 +278,7 @@ def test_reference_features_are_cached_by_name_split_n_resize_and_dtype(tmp_path
         calls.append(options["resize"])
         return np.random.default_rng(len(images)).normal(size=(len(images), 2048))
 
-    monkeypatch.setattr(evaluation, "inception_features", fake_inception_features)
+    monkeypatch.setattr(reference, "inception_features", fake_inception_features)
     images = reference_set(20)[0]
 
     def features(name, resize="half_pixel", feature_dtype="float32", num=20):

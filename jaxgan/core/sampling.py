@@ -6,7 +6,6 @@ per state structure. They are also importable from `jaxgan.core`.
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import jax
@@ -40,13 +39,16 @@ def check_labels(state: Any, labels: Any) -> jax.Array | None:
     return jnp.asarray(labels, jnp.int32)
 
 
-@functools.partial(jax.jit, static_argnames="use_ema")
-def _sample(state: Any, latents: jax.Array, labels, use_ema: bool) -> jax.Array:
+def generator_output(state: Any, latents: jax.Array, labels, use_ema: bool) -> jax.Array:
+    """G's images in inference mode (traceable; `sample` is the checked, jitted entry)."""
     if use_ema:  # The averaged weights with their own BatchNorm statistics.
         variables = {"params": state.g_ema, "batch_stats": state.g_ema_batch_stats}
     else:
         variables = {"params": state.g_params, "batch_stats": state.g_batch_stats}
     return state.generator.apply(variables, latents, labels, train=False)
+
+
+_sample = jax.jit(generator_output, static_argnames="use_ema")
 
 
 def sample(
@@ -63,12 +65,15 @@ def sample(
     return _sample(state, latents, labels, bool(use_ema and state.g_ema))
 
 
-@jax.jit
-def _discriminate(state: Any, images: jax.Array, labels) -> jax.Array:
+def discriminator_output(state: Any, images: jax.Array, labels) -> jax.Array:
+    """D's logits in inference mode (traceable; `discriminate` is the checked, jitted entry)."""
     variables = {"params": state.d_params, "batch_stats": state.d_batch_stats}
     if state.d_spectral:
         variables[SPECTRAL_COLLECTION] = state.d_spectral
     return state.discriminator.apply(variables, images, labels, train=False)
+
+
+_discriminate = jax.jit(discriminator_output)
 
 
 def discriminate(state: Any, images: jax.Array, labels: Any = None) -> jax.Array:

@@ -10,6 +10,7 @@ from jaxgan.evaluation.evaluator import (
     MIN_NUM_SAMPLES,
     EvaluationInterrupted,
     Evaluator,
+    Generated,
     RealSummary,
     discriminator_logits,
     feature_metrics,
@@ -18,16 +19,19 @@ from jaxgan.evaluation.evaluator import (
     reference_features,
     summarise_real,
 )
+from jaxgan.evaluation.pipeline import generated_features
 
 __all__ = [
     "FEATURE_DTYPES",
     "MIN_NUM_SAMPLES",
     "EvaluationInterrupted",
     "Evaluator",
+    "Generated",
     "RealSummary",
     "discriminator_logits",
     "feature_metrics",
     "generate_images",
+    "generated_features",
     "inception_batch_size",
     "reference_features",
     "summarise_real",

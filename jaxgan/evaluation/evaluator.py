@@ -10,7 +10,6 @@ reference's name, N, the resize convention, the feature precision and a digest o
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -19,12 +18,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgan import fileio
 from jaxgan.core import GANState
 from jaxgan.data import Dataset, default_cache_dir
-from jaxgan.data.base import file_name_part
 from jaxgan.evaluation import report
 from jaxgan.evaluation.generation import discriminator_logits, evaluation_key, generate_images
+from jaxgan.evaluation.pipeline import Generated, generated_features
+from jaxgan.evaluation.reference import reference_features
 from jaxgan.metrics.device import (
     RealFeatureSummary,
     device_feature_metrics,
@@ -32,7 +31,6 @@ from jaxgan.metrics.device import (
 )
 from jaxgan.metrics.discriminator import discriminator_metrics
 from jaxgan.metrics.features import (
-    POOL3_DIM,
     EvaluationInterrupted,
     FeatureFn,
     StopFn,
@@ -47,6 +45,7 @@ __all__ = [
     "MIN_NUM_SAMPLES",
     "EvaluationInterrupted",
     "Evaluator",
+    "Generated",
     "RealSummary",
     "discriminator_logits",
     "evaluation_key",
@@ -92,68 +91,6 @@ def inception_batch_size(requested: int = 0) -> int:
 
 def _is_conditional(state: GANState) -> bool:
     return getattr(state, "num_classes", 0) > 1
-
-
-def reference_cache_path(
-    cache_dir: str | Path, name: str, images: np.ndarray, resize: str, feature_dtype: str
-) -> Path:
-    """Where the pool3 features of reference `images` are cached.
-
-    The file name holds the reference's name (dataset and split), N, the resize convention,
-    the feature precision and a digest of the images' bytes and shape, so that no other set
-    of images can be mistaken for this one.
-    """
-    digest = hashlib.sha256(str(images.shape).encode())
-    digest.update(np.ascontiguousarray(images).tobytes())
-    file_name = (
-        f"fid_features_{file_name_part(name)}_n{len(images)}_{resize}_{feature_dtype}_"
-        f"{digest.hexdigest()[:12]}_v{_REFERENCE_CACHE_VERSION}.npz"
-    )
-    return Path(cache_dir) / file_name
-
-
-def reference_features(
-    images: np.ndarray,
-    *,
-    name: str,
-    batch_size: int,
-    resize: str,
-    feature_dtype: str = "float32",
-    cache_dir: str | Path | None,
-    feature_fn: FeatureFn | None = None,
-    should_stop: StopFn | None = None,
-) -> np.ndarray:
-    """Pool3 features [N, 2048] of reference images, cached on disk (see `reference_cache_path`).
-
-    With a custom `feature_fn` (tests) or `cache_dir=None` nothing is cached.
-    """
-
-    def compute(progress: bool) -> np.ndarray:
-        return inception_features(
-            images, batch_size, feature_fn=feature_fn, progress=progress,
-            dtype=jnp.dtype(feature_dtype), resize=resize, should_stop=should_stop,
-        )  # fmt: skip
-
-    if feature_fn is not None or cache_dir is None:
-        return compute(progress=False)
-    path = reference_cache_path(cache_dir, name, images, resize, feature_dtype)
-    try:
-        with np.load(path) as cached:
-            features = cached["features"]
-        if features.shape == (len(images), POOL3_DIM) and np.isfinite(features).all():
-            return features
-        log.warning("Recomputing malformed reference features %s", path)
-    except FileNotFoundError:
-        pass
-    except Exception as error:  # noqa: BLE001 - any unreadable cache is rebuilt
-        log.warning("Recomputing unreadable reference features %s (%s)", path, error)
-    log.info("Computing Inception features of %d %s images (cached in %s)", len(images), name, path)
-    features = compute(progress=True)
-    try:
-        fileio.atomic_savez(path, features=features)
-    except OSError as error:
-        log.warning("Could not cache reference features in %s (%s)", path, error)
-    return features
 
 
 # What the metrics need of the real features alone (mean, covariance and its factor, the
@@ -286,6 +223,7 @@ class Evaluator:
         self.feature_fn = feature_fn
         self._real_features: np.ndarray | None = None
         self._real_summary: RealSummary | None = None
+        self._real_device: jax.Array | None = None
         warn_if_small_sample(self.num, self.num, _SMALL_N_HINT)
 
     @classmethod
@@ -338,28 +276,52 @@ class Evaluator:
         )
         return images, labels
 
-    def score(
+    def generated(
         self,
         state: GANState,
-        fake_images: np.ndarray,
-        fake_labels: np.ndarray | None = None,
+        key: jax.Array,
         *,
         should_stop: StopFn | None = None,
+        keep_images: bool = False,
+    ) -> tuple[Generated, np.ndarray | None]:
+        """The pool3 features (on the device) and D's logits of N generated images, and
+        their labels (or None): `jaxgan.evaluation.pipeline.generated_features`, the
+        images never leaving the device unless `keep_images` (uint8)."""
+        labels = self.fake_labels(state)
+        generated = generated_features(
+            state, key, self.num, self.batch_size, labels, feature_fn=self.feature_fn,
+            dtype=jnp.dtype(self.feature_dtype), resize=self.resize, should_stop=should_stop,
+            keep_images=keep_images, progress=self.feature_fn is None,
+        )  # fmt: skip
+        return generated, labels
+
+    def score_generated(
+        self, state: GANState, generated: Generated, should_stop: StopFn | None = None
     ) -> dict[str, Any]:
-        """All metrics of generated images, and of `state`'s D on them and on the reference."""
+        """Every metric, from `generated`'s features and D's logits (see `generated`)."""
+        return self._scores(state, generated.features, generated.d_logits, should_stop)
+
+    def _scores(
+        self,
+        state: GANState,
+        fake_features: Any,
+        fake_logits: np.ndarray,
+        should_stop: StopFn | None,
+    ) -> dict[str, Any]:
+        """Every metric, from the generated features and D's logits of the same images."""
         real_features = self.real_features(should_stop)
-        fake_features = self.fake_features(fake_images, should_stop)
-        if self._real_summary is None:  # Once per evaluator: every evaluation reuses it.
-            self._real_summary = summarise_real(real_features)
+        if self._real_summary is None:  # Once per evaluator: every evaluation reuses them.
+            self._real_device = jnp.asarray(real_features)
+            self._real_summary = summarise_real(self._real_device)
         results = feature_metrics(
-            real_features, fake_features, kid_subsets=self.kid_subsets, kid_size=self.kid_size,
-            real_summary=self._real_summary,
+            self._real_device, fake_features, kid_subsets=self.kid_subsets,
+            kid_size=self.kid_size, real_summary=self._real_summary,
         )  # fmt: skip
         check_stop(should_stop, "the discriminator metrics")
         real_labels = self.reference_labels if _is_conditional(state) else None
         d_scores = discriminator_metrics(
             discriminator_logits(state, self.reference_images, self.batch_size, real_labels),
-            discriminator_logits(state, fake_images, self.batch_size, fake_labels),
+            fake_logits,
         )
         results.update(
             {f"d_eval_{k}": float(d_scores[k]) for k in ("accuracy", "precision", "recall")}
@@ -372,16 +334,33 @@ class Evaluator:
         )
         return results
 
+    def score(
+        self,
+        state: GANState,
+        fake_images: np.ndarray,
+        fake_labels: np.ndarray | None = None,
+        *,
+        should_stop: StopFn | None = None,
+    ) -> dict[str, Any]:
+        """All metrics of given images (e.g. from `generate`), and of `state`'s D on them and
+        on the reference. `evaluate` gives the same for the generator's own images without
+        moving them through the host."""
+        fake_features = self.fake_features(fake_images, should_stop)
+        fake_logits = discriminator_logits(state, fake_images, self.batch_size, fake_labels)
+        return self._scores(state, fake_features, fake_logits, should_stop)
+
     def evaluate(
         self, state: GANState, key: jax.Array, *, should_stop: StopFn | None = None
     ) -> dict[str, Any]:
         """All metrics of `state`'s generator (latents of `key`) and discriminator.
 
-        `should_stop` is called between generator and Inception batches; when it returns
-        True, `EvaluationInterrupted` is raised and nothing is returned.
+        The images go from the generator into Inception on the device (`generated`); the
+        results are those of `score(state, *generate(state, key))`.
+        `should_stop` is called between batches; when it returns True,
+        `EvaluationInterrupted` is raised and nothing is returned.
         """
-        fake_images, fake_labels = self.generate(state, key, should_stop=should_stop)
-        return self.score(state, fake_images, fake_labels, should_stop=should_stop)
+        generated, _ = self.generated(state, key, should_stop=should_stop)
+        return self.score_generated(state, generated, should_stop)
 
     def write_report(self, results: dict[str, Any], path: str | Path) -> None:
         """Writes the result file (e.g. `fid_result.txt`); see `report.write_results`."""

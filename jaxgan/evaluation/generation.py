@@ -65,7 +65,7 @@ def pad_rows(batch: np.ndarray, size: int) -> np.ndarray:
 
 
 @functools.partial(jax.jit, static_argnames=("batch_size", "latent_dim"))
-def _key_latents(key: jax.Array, start: int, *, batch_size: int, latent_dim: int) -> jax.Array:
+def key_latents(key: jax.Array, start: int, *, batch_size: int, latent_dim: int) -> jax.Array:
     """The latents [batch_size, latent_dim] of images start, start + 1, ... of `key`."""
     indices = start + jnp.arange(batch_size, dtype=jnp.uint32)
     return jax.vmap(lambda i: jax.random.normal(jax.random.fold_in(key, i), (latent_dim,)))(indices)
@@ -98,7 +98,7 @@ def generate_images(
     batch_size = min(batch_size, num)
     for start in range(0, num, batch_size):
         check_stop(should_stop, f"generation (image {start} of {num})")
-        latents = _key_latents(key, start, batch_size=batch_size, latent_dim=state.latent_dim)
+        latents = key_latents(key, start, batch_size=batch_size, latent_dim=state.latent_dim)
         batch_labels = None
         if labels is not None:
             batch_labels = jnp.asarray(pad_rows(labels[start : start + batch_size], batch_size))

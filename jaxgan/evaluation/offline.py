@@ -155,8 +155,9 @@ def _evaluate_workdir(
         feature_fn=feature_fn,
     )
     key, latents = _latents_of(config, state, meta, seed)
-    fake_images, fake_labels = evaluator.generate(state, key)
-    results = evaluator.score(state, fake_images, fake_labels)
+    generated, _ = evaluator.generated(state, key, keep_images=True)
+    results = evaluator.score_generated(state, generated)
+    fake_images = generated.images
     results["latents"] = latents
     neighbours = None
     if neighbour_search != 0:
