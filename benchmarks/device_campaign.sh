@@ -4,9 +4,13 @@
 # its two weight calls (call 3 is this script):
 #   source .gpu/bin/env.sh && bash benchmarks/device_campaign.sh PART
 # Parts:
-#   eval     evaluation speed (benchmarks.eval_speed, device vs host metrics at N=10k), the
-#            documented default command end to end, and bf16/TF32 Inception's FID error
-#            (benchmarks.fid_precision) on the trained DCGAN it leaves.          ~8 min
+#   eval     evaluation speed: the metrics after Inception (benchmarks.eval_speed, device vs
+#            float64 host at N=10k) and a whole 10k evaluation of a fresh DCGAN, float32
+#            and bf16 Inception (benchmarks.evaluation_speed: generation straight into
+#            Inception vs through the host).                                     ~5 min
+#   default  the documented default command end to end, then bf16/TF32 Inception's FID
+#            error at two levels (benchmarks.fid_precision: the DCGAN it trained and the
+#            train/test floor) and a whole 10k evaluation of that DCGAN.          ~8 min
 #   resnet   resnet.py and cresnet.py, seed 0 each, side by side on the card, scored at
 #            N=10k (benchmarks.quality: FID, KID, P/R/D/C, per-class FID, class accuracy). ~9 min
 #   curve    FID at N=10k every 4 epochs of resnet.py (seed 1): FID against time.     ~9 min
@@ -14,13 +18,19 @@
 # Every part prints JSON lines and copies its results and logs into $OUT (the device tool's
 # output folder) when set.
 set -uo pipefail
-part="${1:?usage: bash benchmarks/device_campaign.sh eval|resnet|curve|dcgan}"
+part="${1:?usage: bash benchmarks/device_campaign.sh eval|default|resnet|curve|dcgan}"
 out="${OUT:-/tmp/campaign}"
 mkdir -p "$out"
 nvidia-smi -L || true
 case "$part" in
   eval)
     timeout 150 python3 -m benchmarks.eval_speed --num=10000 | tee "$out/eval_speed.jsonl"
+    for dtype in float32 bfloat16; do
+      timeout 120 python3 -m benchmarks.evaluation_speed --num=10000 --feature-dtype=$dtype \
+        | tee -a "$out/evaluation_speed.jsonl"
+    done
+    ;;
+  default)
     start=$(date +%s)
     timeout 240 python3 -m experiments.dcgan --config=experiments/configs/dcgan.py \
       --workdir=/tmp/default > "$out/default_command.log" 2>&1
@@ -28,8 +38,10 @@ case "$part" in
     echo "{\"default_command_seconds\": $(( $(date +%s) - start )), \"rc\": $rc}" \
       | tee "$out/default_command.json"
     cp /tmp/default/fid_result.txt /tmp/default/metrics.jsonl "$out/" 2>/dev/null
-    timeout 120 python3 -m benchmarks.fid_precision --workdir=/tmp/default --num=10000 \
+    timeout 150 python3 -m benchmarks.fid_precision --workdir=/tmp/default --num=10000 \
       | tee "$out/fid_precision.jsonl"
+    timeout 90 python3 -m benchmarks.evaluation_speed --workdir=/tmp/default --num=10000 \
+      | tee "$out/evaluation_speed_trained.jsonl"
     ;;
   resnet)
     timeout 560 python3 -m benchmarks.quality --config=experiments/configs/resnet.py \
@@ -49,7 +61,7 @@ case "$part" in
       --workdir=/tmp/quality_dcgan | tee "$out/quality_dcgan.jsonl"
     ;;
   *)
-    echo "unknown part '$part'; allowed: eval, resnet, curve, dcgan" >&2
+    echo "unknown part '$part'; allowed: eval, default, resnet, curve, dcgan" >&2
     exit 2
     ;;
 esac

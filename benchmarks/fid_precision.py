@@ -1,15 +1,17 @@
-"""FID of one generator under three Inception precisions, on the same images.
+"""FID under three Inception precisions, on the same images, at two levels.
 
     python -m benchmarks.fid_precision --workdir=results/dcgan [--num=10000] [--batch=500]
 
-The generated images (from the run's latest checkpoint, fixed latents) and the real
-`test[:num]` images are the same for every mode; only the precision of the Inception
-network's convolutions changes:
+Two FIDs per mode, each against the real `test[:num]` images: the run's generator (latest
+checkpoint, fixed latents: a trained DCGAN is near 24) and `train[:num]` (the train/test
+floor, near 2.5, where a small absolute error matters most). The images are the same for
+every mode; only the precision of the Inception network's convolutions changes:
   float32   float32 with `Precision.HIGHEST` (the reference, what FID reports by default);
   tf32      float32 inputs and weights with `Precision.DEFAULT`, which is TF32 on NVIDIA
             Ampere/Hopper GPUs (and plain float32 on CPU);
   bfloat16  bfloat16 compute.
-Prints one JSON line per mode (FID, seconds for both feature sets, |FID - FID(float32)|)
+Prints one JSON line per mode (both FIDs, seconds for the three feature sets, |FID -
+FID(float32)| at each level, and whether the mode is within `TOLERANCE` of float32 at both)
 with the device, versions and command.
 """
 
@@ -30,6 +32,10 @@ from jaxgan.checkpoint import load_run
 from jaxgan.core import sample
 from jaxgan.metrics.inception.network import InceptionV3
 from jaxgan.metrics.inception.weights import load_inception_params, resolve_weights_path
+
+# A mode may replace float32 for the evaluations during training when it moves FID by at
+# most this much at both levels.
+TOLERANCE = 0.05
 
 
 def tf32_feature_fn():
@@ -60,28 +66,37 @@ def main() -> None:
     config, state, meta = load_run(args.workdir)
     test_set = datasets.load(config, "test")
     real = test_set.images[: args.num]
+    train = datasets.load(config, "train").images[: len(real)]
     fake = generated_images(state, len(real), test_set.labels, args.batch)
     modes = {
         "float32": {"dtype": jnp.float32},
         "tf32": {"feature_fn": tf32_feature_fn()},
         "bfloat16": {"dtype": jnp.bfloat16},
     }
-    reference = None
+    references = None
     for mode, options in modes.items():
         start = time.perf_counter()
-        real_features = metrics.inception_features(real, args.batch, **options)
-        fake_features = metrics.inception_features(fake, args.batch, **options)
-        seconds = time.perf_counter() - start
-        fid = metrics.frechet_distance(
-            *metrics.feature_statistics(real_features), *metrics.feature_statistics(fake_features)
+        real_features, fake_features, train_features = (
+            metrics.inception_features(images, args.batch, **options)
+            for images in (real, fake, train)
         )
-        reference = fid if reference is None else reference
+        seconds = time.perf_counter() - start
+        real_statistics = metrics.feature_statistics(real_features)
+        fids = {
+            level: metrics.frechet_distance(*real_statistics, *metrics.feature_statistics(f))
+            for level, f in (("generator", fake_features), ("floor", train_features))
+        }
+        references = references or fids
+        diffs = {level: abs(fids[level] - references[level]) for level in fids}
         common.emit(
             {
                 "mode": mode,
-                "fid": fid,
-                "abs_diff_vs_float32": abs(fid - reference),
-                "seconds_both_feature_sets_incl_compile": round(seconds, 3),
+                "fid": fids["generator"],
+                "fid_floor_train_vs_test": fids["floor"],
+                "abs_diff_vs_float32": diffs["generator"],
+                "abs_diff_vs_float32_floor": diffs["floor"],
+                f"within_{TOLERANCE}_at_both": max(diffs.values()) <= TOLERANCE,
+                "seconds_three_feature_sets_incl_compile": round(seconds, 3),
                 "num": len(real),
                 "checkpoint_step": int(state.step),
                 "device": common.device_info(),
