@@ -52,6 +52,7 @@ import logging
 import math
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -93,6 +94,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--first_seed", type=int, default=0)
     parser.add_argument("--parallel", type=int, default=1, help="training processes at once")
     parser.add_argument(
+        "--train_minutes", type=float, default=0.0,
+        help="wall-clock limit of each training process (0: none); at the limit it gets "
+        "SIGTERM, saves a checkpoint at that step and is scored from it (its record says "
+        "so: the run did not reach its last epoch, nor the end of a learning-rate decay)",
+    )  # fmt: skip
+    parser.add_argument(
         "--population", action=argparse.BooleanOptionalAction, default=True,
         help="train a config's seeds as one population (default); --no-population: a "
         "process per seed",
@@ -108,6 +115,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     for name in ("seeds", "parallel", "batch_size"):
         if getattr(args, name) < 1:
             parser.error(f"--{name}={getattr(args, name)} must be at least 1")
+    if not args.train_minutes >= 0:
+        parser.error(f"--train_minutes={args.train_minutes} must be >= 0 (0: no limit)")
     if args.first_seed < 0:
         parser.error(f"--first_seed={args.first_seed} must be >= 0")
     if args.num_samples < 2:
@@ -174,6 +183,7 @@ class TrainJob:
     members: int = 0
     returncode: int | None = None
     seconds: float = 0.0
+    stopped_at_limit: bool = False
 
     @property
     def command(self) -> str:
@@ -189,11 +199,13 @@ def _absolute_spec(config_spec: str) -> str:
     return str(Path(path).resolve()) + sep + variant
 
 
-def run_jobs(jobs: Sequence[TrainJob], parallel: int) -> None:
+def run_jobs(jobs: Sequence[TrainJob], parallel: int, limit_seconds: float = 0.0) -> None:
     """Runs the jobs' training processes, at most `parallel` at once; fills returncode/seconds.
 
-    On KeyboardInterrupt the running processes get SIGTERM (each saves a checkpoint, so
-    the same command resumes them) and the interrupt is re-raised.
+    A process still running `limit_seconds` after its start (when > 0) gets SIGTERM: it
+    saves a checkpoint at that step and exits with 128 + 15; the job is marked
+    `stopped_at_limit`. On KeyboardInterrupt the running processes get SIGTERM (each saves
+    a checkpoint, so the same command resumes them) and the interrupt is re-raised.
     """
     environment = subprocess_environment(parallel)
     pending, running = list(jobs), []
@@ -219,6 +231,12 @@ def run_jobs(jobs: Sequence[TrainJob], parallel: int) -> None:
             time.sleep(0.2)
             for entry in list(running):
                 job, process, start = entry
+                over = limit_seconds and time.perf_counter() - start > limit_seconds
+                if over and not job.stopped_at_limit and process.poll() is None:
+                    log.info("%s reached --train_minutes: SIGTERM (it saves, then stops)",
+                             job.name)  # fmt: skip
+                    process.terminate()
+                    job.stopped_at_limit = True
                 if process.poll() is not None:
                     job.returncode, job.seconds = process.returncode, time.perf_counter() - start
                     running.remove(entry)
@@ -543,7 +561,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             jobs.append(TrainJob(spec, name, seed, workdir, tuple(args.override),
                                  root / name / f"seed{seed}.log"))  # fmt: skip
     train_start = time.perf_counter()
-    run_jobs(jobs, args.parallel)
+    run_jobs(jobs, args.parallel, args.train_minutes * 60)
     train_wall_seconds = round(time.perf_counter() - train_start, 3)
 
     from jaxgan import data as datasets
@@ -566,7 +584,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             seed = job.seed + (member or 0)
             base = {"config": spec, "name": job.name, "seed": seed, "workdir": str(job.workdir),
                     **({"population_member": member} if member is not None else {})}  # fmt: skip
-            if job.returncode != 0:
+            stopped_as_asked = job.stopped_at_limit and job.returncode == 128 + signal.SIGTERM
+            if job.returncode != 0 and not stopped_as_asked:
                 failed = True
                 common.emit({**base, "error": f"training exited with {job.returncode}",
                              "log": str(job.log_path), "log_tail": _log_tail(job.log_path),
@@ -605,6 +624,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             epochs, epoch_seconds = read_epochs(job.workdir)
             record = {
                 **base, **result, "epochs": epochs, "train_seconds": round(job.seconds, 3),
+                "stopped_at_train_minutes": stopped_as_asked,
                 "epoch_seconds_sum": epoch_seconds, "num_samples": evaluator.num,
                 "reference": f"{evaluator.reference_name}[:{evaluator.num}]",
                 "resize": evaluator.resize, "feature_dtype": evaluator.feature_dtype,

@@ -299,3 +299,25 @@ def test_the_benchmark_trains_its_seeds_as_one_population(tmp_path):
     config = json.loads((run / "config.json").read_text())
     assert config["population"] == 2 and config["seed"] == 3
     assert "training" in completed.stderr and "seeds 3..4 as one population" in completed.stderr
+
+
+def test_train_minutes_stops_a_process_at_the_limit_and_spares_one_that_ends_before(
+    tmp_path, monkeypatch
+):
+    # Stand-ins for experiments.train: one exits with 128 + 15 on SIGTERM as it does, one ends.
+    scripts = {
+        "slow": "import signal, sys, time\n"
+        "signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + 15))\ntime.sleep(120)",
+        "quick": "pass",
+    }
+    monkeypatch.setattr(quality, "train_command", lambda spec, *_: ["-c", scripts[Path(spec).name]])
+    jobs = [
+        quality.TrainJob(name, name, 0, tmp_path / name, (), tmp_path / f"{name}.log")
+        for name in ("slow", "quick")
+    ]
+    quality.run_jobs(jobs, parallel=2, limit_seconds=2.0)
+    slow, quick = jobs
+    assert slow.stopped_at_limit and slow.returncode == 143 and 2 <= slow.seconds < 60
+    assert not quick.stopped_at_limit and quick.returncode == 0
+    with pytest.raises(SystemExit):
+        quality.parse_args(["--config=x.py", "--train_minutes=-1"])
