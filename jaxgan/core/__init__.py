@@ -12,6 +12,7 @@ builds on these:
 from jaxgan.core.batches import Batch, batch_to_float, epoch_batches, images_to_float
 from jaxgan.core.regularizers import r1_penalty
 from jaxgan.core.sampling import check_labels, discriminate, sample
+from jaxgan.core.standing import standing_statistics, with_standing_statistics
 from jaxgan.core.state import (
     GANState,
     adam,
@@ -40,8 +41,10 @@ __all__ = [
     "sample",
     "set_learning_rate",
     "split_epoch_key",
+    "standing_statistics",
     "step_of",
     "train_epoch",
     "train_step",
     "train_steps",
+    "with_standing_statistics",
 ]
