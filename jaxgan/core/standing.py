@@ -25,6 +25,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from jaxgan.core.step import _apply_g
+
 # The smallest 1 - momentum a layer may have: with momentum 1 a BatchNorm never updates
 # its statistics, so its batch statistics cannot be read off the update.
 _MIN_UPDATE_RATE = 1e-6
@@ -82,15 +84,7 @@ def _add_batch(
     latents, labels, dropout_key = batch_inputs(state, key, index, batch_size)
 
     def update(start):
-        _, updates = state.generator.apply(
-            {"params": params, "batch_stats": start},
-            latents,
-            labels,
-            train=True,
-            rngs={"dropout": dropout_key},
-            mutable=["batch_stats"],
-        )
-        return updates["batch_stats"]
+        return _apply_g(state, params, start, latents, labels, dropout_key)[1]
 
     # One forward pass: in training mode nothing upstream of an update reads the running
     # statistics, so vmap batches only the updates themselves.

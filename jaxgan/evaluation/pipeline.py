@@ -17,13 +17,11 @@ same Inception input (tests/test_pipeline.py).
 from __future__ import annotations
 
 import functools
-import sys
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import tqdm
 
 from jaxgan.core import sharding
 from jaxgan.core.sampling import check_labels, discriminator_output, generator_output
@@ -32,9 +30,12 @@ from jaxgan.metrics.features import (
     RANGE_TOLERANCE,
     FeatureFn,
     StopFn,
+    check_feature_shape,
     check_resize,
     check_stop,
     inception_preprocess,
+    mesh_batch_size,
+    progress_bar,
 )
 
 __all__ = ["Generated", "generated_features", "quantise"]
@@ -150,16 +151,12 @@ def generated_features(
         feature_fn = inception.pool3_fn(dtype=dtype)
     resize = check_resize(resize)
     mesh = sharding.data_mesh()
-    num_devices = mesh.devices.size
-    batch_size = -(-min(batch_size, num) // num_devices) * num_devices
-    if num_devices > 1 and jax.process_count() == 1:  # Many processes: already replicated.
+    batch_size = mesh_batch_size(batch_size, num, mesh)
+    if mesh.devices.size > 1 and jax.process_count() == 1:  # Many: already replicated.
         state = sharding.replicate(state, mesh)
     use_ema = bool(state.g_ema)
     features, logits, images, bad = [], [], [], []
-    show_bar = progress and sys.stderr.isatty()
-    with tqdm.tqdm(
-        total=num, disable=not show_bar, unit="img", desc="Generated features"
-    ) as progress_bar:
+    with progress_bar(progress, num, "Generated features") as bar:
         for start in range(0, num, batch_size):
             check_stop(should_stop, f"generation and Inception (image {start} of {num})")
             count = min(batch_size, num - start)
@@ -173,17 +170,13 @@ def generated_features(
                 )
             pixels, prepared = _prepare(scaled, resize)
             batch_features = feature_fn(prepared)
-            if batch_features.ndim != 2 or batch_features.shape[0] != batch_size:
-                raise ValueError(
-                    f"feature_fn returned shape {batch_features.shape} for a batch of "
-                    f"{batch_size} images; expected [{batch_size}, D]"
-                )
+            check_feature_shape(batch_features, batch_size)
             features.append(_on_one_device(batch_features)[:count])
             logits.append(_on_one_device(batch_logits)[:count])
             bad.append(jnp.sum(batch_bad[:count]))
             if keep_images:
                 images.append(_on_one_device(pixels)[:count])
-            progress_bar.update(count)
+            bar.update(count)
     bad_count = int(sum(np.asarray(jax.device_get(bad))))
     if bad_count:
         raise ValueError(

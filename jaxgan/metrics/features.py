@@ -208,6 +208,29 @@ def _validate_positive_int(value: Any, name: str) -> int:
     return int(value)
 
 
+def mesh_batch_size(batch_size: int, num: int, mesh: jax.sharding.Mesh) -> int:
+    """`min(batch_size, num)` rounded up to a multiple of the mesh's devices, so that every
+    device takes an equal share (the last batch is padded)."""
+    num_devices = mesh.devices.size
+    return -(-min(batch_size, num) // num_devices) * num_devices
+
+
+def check_feature_shape(features: Any, batch_size: int) -> None:
+    """Refuses a `feature_fn` output that is not [batch_size, D] (ValueError)."""
+    if features.ndim != 2 or features.shape[0] != batch_size:
+        raise ValueError(
+            f"feature_fn returned shape {features.shape} for a batch of {batch_size} images; "
+            f"expected [{batch_size}, D]"
+        )
+
+
+def progress_bar(progress: bool, total: int, desc: str) -> tqdm.tqdm:
+    """A tqdm bar of `total` images on stderr when `progress` and stderr is a terminal (a
+    bar redraws itself with carriage returns: only a terminal shows it as one line)."""
+    show = progress and sys.stderr.isatty()
+    return tqdm.tqdm(total=total, disable=not show, unit="img", desc=desc)
+
+
 def feature_batches(
     images: Any,
     batch_size: int = 250,
@@ -235,26 +258,16 @@ def feature_batches(
         feature_fn = inception.pool3_fn(dtype=dtype)
     mesh = sharding.data_mesh() if mesh is None else mesh
     num_images = len(images_uint8)
-    # Every device takes an equal share: the batch is padded up to a multiple of the mesh.
-    num_devices = mesh.devices.size
-    batch_size = -(-min(batch_size, num_images) // num_devices) * num_devices
+    batch_size = mesh_batch_size(batch_size, num_images, mesh)
 
     def fetch(device_features: jax.Array, num_valid: int) -> np.ndarray:
         features = sharding.to_host(device_features).astype(np.float32, copy=False)
-        if features.ndim != 2 or features.shape[0] != batch_size:
-            raise ValueError(
-                f"feature_fn returned shape {features.shape} for a batch of {batch_size} images; "
-                f"expected [{batch_size}, D]"
-            )
+        check_feature_shape(features, batch_size)
         return features[:num_valid]
 
     def generate() -> Iterator[np.ndarray]:
         pending = None
-        # A bar redraws itself with carriage returns: only a terminal shows it as one line.
-        show_bar = progress and sys.stderr.isatty()
-        with tqdm.tqdm(
-            total=num_images, disable=not show_bar, unit="img", desc="Inception features"
-        ) as progress_bar:
+        with progress_bar(progress, num_images, "Inception features") as bar:
             for start in range(0, num_images, batch_size):
                 check_stop(should_stop, f"Inception features (image {start} of {num_images})")
                 batch = images_uint8[start : start + batch_size]
@@ -268,10 +281,10 @@ def feature_batches(
                 device_features = feature_fn(_jitted_preprocess(device_batch, resize=resize))
                 if pending is not None:
                     yield fetch(*pending)
-                    progress_bar.update(pending[1])
+                    bar.update(pending[1])
                 pending = (device_features, num_valid)
             yield fetch(*pending)
-            progress_bar.update(pending[1])
+            bar.update(pending[1])
 
     return generate()
 
