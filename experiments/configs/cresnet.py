@@ -10,7 +10,9 @@ Measure (FID at N=10,000, per-class FID and class accuracy):
   python -m benchmarks.quality --config=experiments/configs/cresnet.py --seeds=3
 Variants: as `resnet.py` (:smoke, :cpu, :bf16).
 
-Measured: not yet; to be measured on a GPU (`benchmarks/device_campaign.sh`, docs/quality.md).
+Measured: not yet (no GPU so far); 2.17 TFLOP per train step, as `resnet.py`
+(`benchmarks.step_cost`). `bash benchmarks/device_campaign.sh cresnet` trains it with a
+6-minute cap and scores it, per class too (docs/quality.md).
 """
 
 from experiments.configs import resnet

@@ -18,9 +18,11 @@ Variants:
   :cpu    narrow widths, 2 epochs on 6,000 images, FID at N=500 (a few minutes on a CPU)
   :bf16   the full config with bfloat16 compute (float32 parameters)
 
-Measured: not yet. The full variant is sized for about 5 minutes of one H200 (40 epochs of
-234 steps, 2 D steps each); its FID is still to be measured on a GPU
-(`benchmarks/device_campaign.sh`, docs/quality.md).
+Measured: FID not yet (no GPU so far). The full variant was sized by guess for about 5
+minutes of one H200 (40 epochs of 234 steps, 2 D steps each). XLA counts 2.17 TFLOP per step,
+64x the DCGAN's (`benchmarks.step_cost`): 8.1 min at the DCGAN's measured H200 rate of 42
+TFLOP/s, 3.4 min at 100 TFLOP/s. `bash benchmarks/device_campaign.sh resnet` trains it with a
+6-minute cap and scores it (docs/benchmarks.md, docs/quality.md).
 """
 
 from jaxgan.models import model_config
