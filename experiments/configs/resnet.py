@@ -15,7 +15,9 @@ Measure (FID at N=10,000 vs test[:10,000]):
   python -m benchmarks.quality --config=experiments/configs/resnet.py --seeds=3
 Variants:
   :smoke  tiny widths, one short epoch, every output written (tests; the grids are noise)
-  :cpu    narrow widths, 2 epochs on 6,000 images, FID at N=500 (a few minutes on a CPU)
+  :cpu    narrow widths, 2 epochs on 6,000 images, FID at N=500: a check that it all runs
+          (2-core CPU, commit 8837841: 1 min 36 s, 2.99 GB peak; 92 steps learn little,
+          FID 323.9)
   :bf16   the full config with bfloat16 compute (float32 parameters)
 
 Measured: FID not yet (no GPU so far). The full variant was sized by guess for about 5
