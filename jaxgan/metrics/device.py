@@ -36,6 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxgan.metrics import blocked
+from jaxgan.metrics.features import check_matrix_shape
 from jaxgan.metrics.manifold import size_note
 from jaxgan.metrics.mmd import kid_subset_indices
 
@@ -78,10 +79,7 @@ def device_features(features: Any, name: str, min_rows: int = 2) -> jax.Array:
     array = jnp.asarray(features)
     if not (jnp.issubdtype(array.dtype, jnp.integer) or jnp.issubdtype(array.dtype, jnp.floating)):
         raise ValueError(f"{name} have dtype {array.dtype}; allowed: real numbers")
-    if array.ndim != 2 or array.shape[1] < 1:
-        raise ValueError(f"{name} have shape {array.shape}; allowed: [N, D] with D >= 1")
-    if array.shape[0] < min_rows:
-        raise ValueError(f"{name} have {array.shape[0]} rows; at least {min_rows} are needed")
+    check_matrix_shape(array.shape, name, min_rows)
     array = array.astype(jnp.float32)
     if not bool(jnp.isfinite(array).all()):
         raise ValueError(f"{name} contain NaN or Inf")
@@ -197,9 +195,12 @@ def frechet_distance_eigh(
     return float(np.sum((mu1 - mu2) ** 2) + trace1 + trace2 - 2 * trace_sqrt)
 
 
-def _feature_pair(real_features: Any, fake_features: Any) -> tuple[jax.Array, jax.Array]:
-    real = device_features(real_features, "real_features", min_rows=DC_K + 1)
-    fake = device_features(fake_features, "fake_features", min_rows=PR_K + 1)
+def _feature_pair(
+    real_features: Any, fake_features: Any, real_rows: int = DC_K + 1, fake_rows: int = PR_K + 1
+) -> tuple[jax.Array, jax.Array]:
+    """Both feature sets checked (`device_features`, at least these rows) and of one width."""
+    real = device_features(real_features, "real_features", min_rows=real_rows)
+    fake = device_features(fake_features, "fake_features", min_rows=fake_rows)
     if real.shape[1] != fake.shape[1]:
         raise ValueError(f"feature widths differ: real {real.shape}, fake {fake.shape}")
     return real, fake
@@ -250,10 +251,7 @@ def device_kid(
     seed: int = 0,
 ) -> tuple[float, float]:
     """`kid_from_features` on the device: same subsets, (mean, std) within 2e-9."""
-    real = device_features(real_features, "real_features")
-    fake = device_features(fake_features, "fake_features")
-    if real.shape[1] != fake.shape[1]:
-        raise ValueError(f"feature widths differ: real {real.shape}, fake {fake.shape}")
+    real, fake = _feature_pair(real_features, fake_features, real_rows=2, fake_rows=2)
     indices = kid_subset_indices(
         len(real), len(fake), num_subsets=num_subsets, subset_size=subset_size, seed=seed
     )

@@ -348,6 +348,14 @@ def inception_features(
     )
 
 
+def check_matrix_shape(shape: tuple[int, ...], name: str, min_rows: int) -> None:
+    """Refuses a feature matrix shape other than [N, D] with N >= min_rows, D >= 1."""
+    if len(shape) != 2 or shape[1] < 1:
+        raise ValueError(f"{name} have shape {shape}; allowed: [N, D] with D >= 1")
+    if shape[0] < min_rows:
+        raise ValueError(f"{name} have {shape[0]} rows; at least {min_rows} are needed")
+
+
 def validated_features(features: Any, name: str, min_rows: int = 1) -> np.ndarray:
     """Checks a feature matrix and returns it as float64.
 
@@ -369,10 +377,7 @@ def validated_features(features: Any, name: str, min_rows: int = 1) -> np.ndarra
         or array.dtype == jnp.bfloat16
     ):
         raise ValueError(f"{name} have dtype {array.dtype}; allowed: real numbers")
-    if array.ndim != 2 or array.shape[1] < 1:
-        raise ValueError(f"{name} have shape {array.shape}; allowed: [N, D] with D >= 1")
-    if array.shape[0] < min_rows:
-        raise ValueError(f"{name} have {array.shape[0]} rows; at least {min_rows} are needed")
+    check_matrix_shape(array.shape, name, min_rows)
     array = array.astype(np.float64)
     if not np.isfinite(array).all():
         raise ValueError(f"{name} contain NaN or Inf")
