@@ -175,7 +175,7 @@ def _evaluate_workdir(
         queries = fake_images[:NUM_NEIGHBOURS]
         neighbours = report.find_neighbours(
             queries,
-            evaluator.fake_features(queries),
+            np.asarray(generated.features[:NUM_NEIGHBOURS]),  # Those of the scores.
             train_images,
             train_features,
             f"{train_name}[:{len(train_images)}]",
