@@ -12,60 +12,135 @@
 #            error at two levels (benchmarks.fid_precision: the DCGAN it trained and the
 #            train/test floor) and a whole 10k evaluation of that DCGAN.          ~8 min
 #   resnet   resnet.py, seed 0, scored at N=10k (benchmarks.quality: FID, KID, P/R/D/C and
-#            the floor). Training is capped at 6 minutes of wall time (--train_minutes,
-#            compilation included): XLA counts 2.17 TFLOP per step, 64x the DCGAN's
-#            (benchmarks.step_cost), so the 40 epochs may not fit; the record says where
-#            the run stopped.                                                     ~9 min
+#            the floor). First benchmarks.step_cost times 50 train steps on this device and
+#            says how many whole epochs of steps fit in $FIT_MINUTES (default 4) minutes;
+#            the run trains that many epochs (at most the config's 40), so its learning
+#            rate decays to 0 within the budget. XLA counts 2.17 TFLOP per step, 64x the
+#            DCGAN's, and no GPU has timed it yet. A 6-minute cap (--train_minutes,
+#            compilation included) stays as the safety; the record says if it stopped.
+#                                                                                 ~9 min
 #   cresnet  cresnet.py the same way, plus per-class FID and class accuracy.     ~9 min
-#   curve    FID at N=10k every 4 epochs of resnet.py (seed 1): FID against time.     ~9 min
+#   curve    resnet.py (seed 1) for the epochs that fit, FID at N=10k about every minute
+#            of training (eval_every from the measured epoch time): FID against time. ~9 min
 #   dcgan    dcgan_best.py (EMA with its own statistics) and cdcgan.py, seed 0 each.  ~6 min
 # Every part prints JSON lines and copies its results and logs into $OUT (the device tool's
 # output folder) when set.
+#
+# CAMPAIGN_SMOKE=1 runs every part at toy scale on any machine (the configs' :smoke
+# variants, N=16, short timeouts): a check of the script itself before a device's minutes
+# are spent on it (tests/test_campaign.py runs it).
 set -uo pipefail
 part="${1:?usage: bash benchmarks/device_campaign.sh eval|default|resnet|cresnet|curve|dcgan}"
 out="${OUT:-/tmp/campaign}"
+fit_minutes="${FIT_MINUTES:-4}"
+scratch="${CAMPAIGN_SCRATCH:-/tmp}"
+python="${PYTHON:-python3}"
+if [ "${CAMPAIGN_SMOKE:-0}" = 1 ]; then
+  variant=":smoke" num=16 num_flag="--num=16" small_batch="--batch=16"
+  quality_flags=(--num_samples=16 --batch_size=16)
+else
+  variant="" num=10000 num_flag="--num=10000" small_batch=""
+  quality_flags=()
+fi
 mkdir -p "$out"
-nvidia-smi -L || true
+fail=0  # The exit status: the last failure of a part's commands (its JSON lines say which).
+deadline=$((SECONDS + 580))  # The device tool's per-call limit is 600 s.
+nvidia-smi -L 2>/dev/null || true
+
+# Seconds left before the deadline, at most $1.
+left() { local rest=$((deadline - SECONDS)); echo $(( rest < $1 ? (rest > 1 ? rest : 1) : $1 )); }
+
+# Times 50 train steps of config $1 and prints the epochs whose steps fit in $fit_minutes
+# (at most the config's own); prints nothing if the timing failed. Its record goes to $2.
+fitted_epochs() {
+  timeout "$(left 150)" "$python" -m benchmarks.step_cost --config="$1" --time_steps=50 \
+    --repeats=2 --fit_minutes="$fit_minutes" > "$2" 2> "$2.log" || return 0
+  "$python" - "$2" <<'PY'
+import json, sys
+record = json.loads(open(sys.argv[1]).read().splitlines()[-1])
+print(min(record["epochs_in_fit_minutes"], record["num_epochs"]))
+PY
+}
+
+# The epochs of about a minute of steps, from a step_cost record ($1): eval_every of the curve.
+minute_of_epochs() {
+  "$python" - "$1" <<'PY'
+import json, sys
+record = json.loads(open(sys.argv[1]).read().splitlines()[-1])
+print(max(1, round(60 / record["epoch_seconds"])))
+PY
+}
+
 case "$part" in
   eval)
-    timeout 150 python3 -m benchmarks.eval_speed --num=10000 | tee "$out/eval_speed.jsonl"
+    timeout "$(left 150)" "$python" -m benchmarks.eval_speed $num_flag \
+      | tee "$out/eval_speed.jsonl" || fail=$?
     for dtype in float32 bfloat16; do
-      timeout 120 python3 -m benchmarks.evaluation_speed --num=10000 --feature-dtype=$dtype \
-        | tee -a "$out/evaluation_speed.jsonl"
+      timeout "$(left 120)" "$python" -m benchmarks.evaluation_speed $num_flag $small_batch \
+        --feature-dtype=$dtype | tee -a "$out/evaluation_speed.jsonl" || fail=$?
     done
     ;;
   default)
-    start=$(date +%s)
-    timeout 240 python3 -m experiments.dcgan --config=experiments/configs/dcgan.py \
-      --workdir=/tmp/default > "$out/default_command.log" 2>&1
+    start=$SECONDS
+    timeout "$(left 240)" "$python" -m experiments.dcgan \
+      --config=experiments/configs/dcgan.py$variant --workdir="$scratch/default" \
+      > "$out/default_command.log" 2>&1
     rc=$?
-    echo "{\"default_command_seconds\": $(( $(date +%s) - start )), \"rc\": $rc}" \
+    [ $rc = 0 ] || fail=$rc
+    echo "{\"default_command_seconds\": $((SECONDS - start)), \"rc\": $rc}" \
       | tee "$out/default_command.json"
-    cp /tmp/default/fid_result.txt /tmp/default/metrics.jsonl "$out/" 2>/dev/null
-    timeout 150 python3 -m benchmarks.fid_precision --workdir=/tmp/default --num=10000 \
-      | tee "$out/fid_precision.jsonl"
-    timeout 90 python3 -m benchmarks.evaluation_speed --workdir=/tmp/default --num=10000 \
-      | tee "$out/evaluation_speed_trained.jsonl"
+    cp "$scratch/default/fid_result.txt" "$scratch/default/metrics.jsonl" "$out/" 2>/dev/null
+    timeout "$(left 150)" "$python" -m benchmarks.fid_precision --workdir="$scratch/default" \
+      $num_flag $small_batch | tee "$out/fid_precision.jsonl" || fail=$?
+    timeout "$(left 90)" "$python" -m benchmarks.evaluation_speed \
+      --workdir="$scratch/default" $num_flag $small_batch \
+      | tee "$out/evaluation_speed_trained.jsonl" || fail=$?
     ;;
   resnet|cresnet)
-    timeout 580 python3 -m benchmarks.quality --config=experiments/configs/$part.py --seeds=1 \
-      --train_minutes=6 --workdir=/tmp/quality | tee "$out/quality_$part.jsonl"
-    cp /tmp/quality/*/seeds*/fashion_mnist_samples*.png "$out/" 2>/dev/null
-    cp /tmp/quality/*/*.log "$out/" 2>/dev/null
+    config=experiments/configs/$part.py$variant
+    epochs=$(fitted_epochs "$config" "$out/step_time_$part.jsonl")
+    cat "$out/step_time_$part.jsonl"
+    overrides=()
+    if [ -n "$epochs" ]; then
+      overrides=(--override "num_epochs=$epochs")
+    else
+      echo "step timing failed (see $out/step_time_$part.jsonl.log): the config's epochs" >&2
+    fi
+    timeout "$(left 580)" "$python" -m benchmarks.quality --config="$config" --seeds=1 \
+      --train_minutes=6 --workdir="$scratch/quality" "${quality_flags[@]}" "${overrides[@]}" \
+      | tee "$out/quality_$part.jsonl" || fail=$?
+    cp "$scratch"/quality/*/seeds*/fashion_mnist_samples*.png "$out/" 2>/dev/null
+    cp "$scratch"/quality/*/*.log "$out/" 2>/dev/null
     ;;
   curve)
-    timeout 560 python3 -m experiments.train --config=experiments/configs/resnet.py \
-      --workdir=/tmp/curve --config.seed=1 --config.eval_every=4 --config.fid_num_samples=10000 \
+    config=experiments/configs/resnet.py$variant
+    epochs=$(fitted_epochs "$config" "$out/step_time_curve.jsonl")
+    flags=()
+    if [ -n "$epochs" ]; then
+      flags=(--config.num_epochs="$epochs" \
+        --config.eval_every="$(minute_of_epochs "$out/step_time_curve.jsonl")")
+    else
+      flags=(--config.eval_every=4)
+    fi
+    timeout "$(left 560)" "$python" -m experiments.train --config="$config" \
+      --workdir="$scratch/curve" --config.seed=1 --config.fid_num_samples=$num "${flags[@]}" \
       > "$out/curve.log" 2>&1
-    cp /tmp/curve/metrics.jsonl /tmp/curve/curves.png /tmp/curve/fashion_mnist_samples.png "$out/"
+    rc=$?
+    [ $rc = 0 ] || fail=$rc
+    echo "{\"curve_rc\": $rc, \"flags\": \"${flags[*]}\"}" | tee "$out/curve.json"
+    cp "$scratch"/curve/metrics.jsonl "$scratch"/curve/curves.png \
+      "$scratch"/curve/fashion_mnist_samples.png "$out/" 2>/dev/null
     ;;
   dcgan)
-    timeout 400 python3 -m benchmarks.quality --config=experiments/configs/dcgan_best.py \
-      --config=experiments/configs/cdcgan.py --seeds=1 --parallel=2 \
-      --workdir=/tmp/quality_dcgan | tee "$out/quality_dcgan.jsonl"
+    timeout "$(left 400)" "$python" -m benchmarks.quality \
+      --config=experiments/configs/dcgan_best.py$variant \
+      --config=experiments/configs/cdcgan.py$variant --seeds=1 --parallel=2 \
+      --workdir="$scratch/quality_dcgan" "${quality_flags[@]}" \
+      | tee "$out/quality_dcgan.jsonl" || fail=$?
     ;;
   *)
     echo "unknown part '$part'; allowed: eval, default, resnet, cresnet, curve, dcgan" >&2
     exit 2
     ;;
 esac
+exit $fail

@@ -14,8 +14,10 @@ The seeds of each config are trained as one population (`config.population`, see
 trains all S seeds in one program, and member i is the run of seed FIRST + i; its
 log is `DIR/NAME/seedsFIRST-LAST.log`. With `--no-population` (or an override of
 `population`) each seed gets its own process instead (`--workdir=DIR/NAME/seedS`, log
-`DIR/NAME/seedS.log`). Up to `--parallel` processes run at once. Running the same
-command again resumes unfinished runs and only re-evaluates finished ones. With
+`DIR/NAME/seedS.log`); so does a config that sets what a population cannot share (its
+own G/D learning rates or a learning-rate decay, as `resnet.py` does:
+`jaxgan.training.config.single_gan_fields`). Up to `--parallel` processes run at once.
+Running the same command again resumes unfinished runs and only re-evaluates finished ones. With
 `--parallel > 1` every process gets `XLA_PYTHON_CLIENT_PREALLOCATE=false` and
 `XLA_PYTHON_CLIENT_MEM_FRACTION=0.9/parallel` (unless already set), so that they share
 one accelerator.
@@ -136,6 +138,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 # Training, one process per seed
 
 
+def single_gan_settings(config_spec: str, overrides: Sequence[str]) -> list[str]:
+    """The fields of a config (with its overrides) that keep its seeds out of a population."""
+    from jaxgan.training.config import single_gan_fields
+
+    config = common.load_config(config_spec)
+    for override in overrides:
+        field, _, value = override.partition("=")
+        if field in ("g_learning_rate", "d_learning_rate", "lr_decay"):
+            config[field] = type(config[field])(value)
+    return single_gan_fields(config)
+
+
 def run_name(config_spec: str, overrides: Sequence[str]) -> str:
     """A folder name for a config and its overrides: 'dcgan', 'dcgan_smoke', 'dcgan-1a2b3c4d'.
 
@@ -197,6 +211,29 @@ class TrainJob:
 def _absolute_spec(config_spec: str) -> str:
     path, sep, variant = config_spec.partition(":")
     return str(Path(path).resolve()) + sep + variant
+
+
+def plan_jobs(args: argparse.Namespace, root: Path) -> list[TrainJob]:
+    """The training processes of every config: one per config (its seeds as a population),
+    or one per seed with `--no-population` or a config a population cannot share."""
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    jobs = []
+    for spec in dict.fromkeys(args.config):  # Each config once, in order.
+        name = run_name(spec, args.override)
+        if args.population and (alone := single_gan_settings(spec, args.override)):
+            log.info("%s sets %s, which a population cannot share: a process per seed "
+                     "(--parallel runs them side by side)", spec, ", ".join(alone))  # fmt: skip
+        elif args.population:
+            folder = f"seeds{seeds[0]}-{seeds[-1]}"
+            jobs.append(TrainJob(spec, name, seeds[0], root / name / folder,
+                                 tuple(args.override), root / name / f"{folder}.log",
+                                 members=len(seeds)))  # fmt: skip
+            continue
+        for seed in seeds:
+            workdir = root / name / f"seed{seed}"
+            jobs.append(TrainJob(spec, name, seed, workdir, tuple(args.override),
+                                 root / name / f"seed{seed}.log"))  # fmt: skip
+    return jobs
 
 
 def run_jobs(jobs: Sequence[TrainJob], parallel: int, limit_seconds: float = 0.0) -> None:
@@ -546,20 +583,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     benchmark_command = common.command_line(MODULE)
     root = Path(args.workdir)
-    seeds = range(args.first_seed, args.first_seed + args.seeds)
-    jobs = []
-    for spec in dict.fromkeys(args.config):  # Each config once, in order.
-        name = run_name(spec, args.override)
-        if args.population:
-            folder = f"seeds{seeds[0]}-{seeds[-1]}"
-            jobs.append(TrainJob(spec, name, seeds[0], root / name / folder,
-                                 tuple(args.override), root / name / f"{folder}.log",
-                                 members=len(seeds)))  # fmt: skip
-            continue
-        for seed in seeds:
-            workdir = root / name / f"seed{seed}"
-            jobs.append(TrainJob(spec, name, seed, workdir, tuple(args.override),
-                                 root / name / f"seed{seed}.log"))  # fmt: skip
+    jobs = plan_jobs(args, root)
     train_start = time.perf_counter()
     run_jobs(jobs, args.parallel, args.train_minutes * 60)
     train_wall_seconds = round(time.perf_counter() - train_start, 3)

@@ -297,6 +297,9 @@ def load_run(
             else FASHION_MNIST_INFO
         )
         shapes = {"image_shape": info.image_shape, "num_classes": info.num_classes}
+        # The run's length, for a learning-rate decay's schedule (the state's optimizers are
+        # the run's own, so that training could go on from it); at least 1 for older metas.
+        total_steps = max(1, int(meta.get("steps_per_epoch", 0)) * int(config.num_epochs))
         if size:
             template = jax.eval_shape(
                 lambda keys: population.create(config, list(keys), [0.0] * size, **shapes),
@@ -304,7 +307,8 @@ def load_run(
             )
         else:
             template = jax.eval_shape(
-                lambda key: create_state(config, key, **shapes), jax.random.key(0)
+                lambda key: create_state(config, key, total_steps=total_steps, **shapes),
+                jax.random.key(0),
             )
         state, meta = checkpointer.restore(template, signature(config, info), step)
     finally:

@@ -45,6 +45,42 @@ def test_step_cost_counts_the_flops_of_a_compiled_step_in_proportion_to_the_batc
 
 
 @pytest.mark.slow
+def test_step_cost_times_the_steps_and_fits_whole_epochs_in_the_budget():
+    (record,) = _json_lines(
+        "benchmarks.step_cost", "--config=experiments/configs/resnet.py:smoke",
+        "--time_steps=3", "--repeats=2", "--fit_minutes=0.01",
+    )  # fmt: skip
+    assert len(record["chunk_seconds"]) == 2 and min(record["chunk_seconds"]) > 0
+    per_step = sorted(record["chunk_seconds"])[0] / 3
+    assert per_step <= record["seconds_per_step"] <= max(record["chunk_seconds"]) / 3
+    assert record["images_per_second"] == pytest.approx(
+        record["images_per_step"] / record["seconds_per_step"], rel=1e-3
+    )
+    steps_per_epoch = record["steps_full_run"] // record["num_epochs"]
+    expected = max(1, int(0.6 // (record["seconds_per_step"] * steps_per_epoch)))
+    assert record["epochs_in_fit_minutes"] == expected
+
+
+def test_fit_epochs_counts_whole_epochs_and_refuses_a_zero_step_time():
+    from benchmarks.step_cost import fit_epochs
+
+    assert fit_epochs(0.1, 100, 1.0) == 6  # 60 s over 10 s per epoch.
+    assert fit_epochs(0.1, 100, 0.99) == 5  # Not rounded up past the budget.
+    assert fit_epochs(10.0, 100, 1.0) == 1  # At least one epoch.
+    with pytest.raises(ValueError, match="positive step time"):
+        fit_epochs(0.0, 100, 1.0)
+
+
+def test_step_cost_refuses_fit_minutes_without_timing():
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.step_cost", "--config=experiments/configs/dcgan.py",
+         "--fit_minutes=4"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 2 and "needs --time_steps" in result.stderr
+
+
+@pytest.mark.slow
 def test_evaluation_speed_times_both_paths_and_they_agree():
     from jaxgan.metrics.inception import weights
     from tests.helpers.require import require_or_skip

@@ -37,7 +37,11 @@ def dcgan_workdir(tmp_path_factory):
     return workdir
 
 
-def _assert_run_outputs(workdir: Path, epochs: int, steps: int) -> None:
+def _assert_run_outputs(
+    workdir: Path, epochs: int, steps: int, d_outputs: tuple[str, ...] = ("d_real", "d_fake")
+) -> None:
+    """Every output of a finished run; `d_outputs`: the objective's D statistics (BCE's
+    probabilities, or the logits of the others)."""
     config = json.loads((workdir / "config.json").read_text())
     assert config["num_epochs"] == epochs
     records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
@@ -47,8 +51,7 @@ def _assert_run_outputs(workdir: Path, epochs: int, steps: int) -> None:
     for name in (
         "d_loss",
         "g_loss",
-        "d_real",
-        "d_fake",
+        *d_outputs,
         "d_real_acc",
         "d_fake_acc",
         "fid",
@@ -102,6 +105,27 @@ def test_vanilla_smoke_writes_every_output(tmp_path):
         f"--workdir={tmp_path}",
     )
     _assert_run_outputs(tmp_path, epochs=1, steps=20)
+
+
+def test_a_resnet_run_with_a_learning_rate_decay_is_loaded_by_the_tools(tmp_path):
+    """resnet.py decays its learning rate over the run: the tools that restore its checkpoint
+    (load_run: evaluate, generate, serve, the quality benchmark) rebuild that schedule."""
+    from jaxgan.checkpoint import load_run
+
+    workdir = tmp_path / "run"
+    run_module(
+        "experiments.train", "--config=experiments/configs/resnet.py:smoke", f"--workdir={workdir}"
+    )
+    _assert_run_outputs(workdir, epochs=1, steps=8, d_outputs=("d_real_logit", "d_fake_logit"))
+    config, state, meta = load_run(workdir)
+    assert config.lr_decay == "linear" and int(state.step) == 8 == meta["steps_per_epoch"]
+    out = tmp_path / "grid.png"
+    run_module("experiments.generate", f"--workdir={workdir}", f"--out={out}", "--num=4")
+    assert Image.open(out).size[0] > 28
+    result = run_module(
+        "experiments.evaluate", f"--workdir={workdir}", "--num_samples=16", "--batch_size=16"
+    )
+    assert "FID:" in result.stdout
 
 
 def test_evaluate_scores_the_latest_checkpoint_without_touching_the_runs_report(dcgan_workdir):

@@ -321,3 +321,21 @@ def test_train_minutes_stops_a_process_at_the_limit_and_spares_one_that_ends_bef
     assert not quick.stopped_at_limit and quick.returncode == 0
     with pytest.raises(SystemExit):
         quality.parse_args(["--config=x.py", "--train_minutes=-1"])
+
+
+def test_a_config_a_population_cannot_share_trains_a_process_per_seed(tmp_path):
+    resnet, dcgan = "experiments/configs/resnet.py", "experiments/configs/dcgan.py"
+    assert quality.single_gan_settings(resnet, []) == ["lr_decay"]
+    assert quality.single_gan_settings(resnet, ["lr_decay=none"]) == []
+    assert quality.single_gan_settings(dcgan, []) == []
+    assert quality.single_gan_settings(dcgan, ["d_learning_rate=4e-4"]) == ["d_learning_rate"]
+    args = quality.parse_args([f"--config={resnet}", f"--config={dcgan}", "--seeds=2"])
+    jobs = quality.plan_jobs(args, tmp_path)
+    assert [(job.name, job.seed, job.members) for job in jobs] == [
+        ("resnet", 0, 0), ("resnet", 1, 0), ("dcgan", 0, 2)
+    ]  # fmt: skip
+    assert jobs[1].workdir == tmp_path / "resnet" / "seed1"
+    assert "--config.population" not in jobs[0].command
+    assert "--config.population=2" in jobs[2].command
+    args = quality.parse_args([f"--config={dcgan}", "--seeds=2", "--no-population"])
+    assert [job.members for job in quality.plan_jobs(args, tmp_path)] == [0, 0]

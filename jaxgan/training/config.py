@@ -214,6 +214,17 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         raise ValueError("Invalid config:\n  " + "\n  ".join(problems))
 
 
+def single_gan_fields(config: ml_collections.ConfigDict) -> list[str]:
+    """The fields set in `config` that a population cannot take (each seed then trains alone):
+    separate G/D learning rates and a learning-rate decay."""
+    values = {
+        "g_learning_rate": config.g_learning_rate,
+        "d_learning_rate": config.d_learning_rate,
+        "lr_decay": config.lr_decay != "none",
+    }
+    return [name for name, is_set in values.items() if is_set]
+
+
 def _population_problems(config: ml_collections.ConfigDict) -> list[str]:
     """What is wrong between the population fields and the others (each valid alone)."""
     size, rates = config.population, tuple(config.population_learning_rates)
@@ -224,8 +235,7 @@ def _population_problems(config: ml_collections.ConfigDict) -> list[str]:
             f"config.population={size}; allowed: () or exactly {size} values"
             + ("" if size else " (set config.population to use it)")
         )
-    separate = config.g_learning_rate or config.d_learning_rate or config.lr_decay != "none"
-    if size and separate:
+    if size and single_gan_fields(config):
         problems.append(
             "config.g_learning_rate, d_learning_rate and lr_decay are for one GAN; a "
             "population's members share one rate each (population_learning_rates); allowed: "
