@@ -294,10 +294,11 @@ def _log_tail(path: Path, lines: int = 5) -> str:
 
 def read_epochs(workdir: Path) -> tuple[int | None, float | None]:
     """(last epoch, sum of epoch_seconds) from a run's metrics.jsonl."""
+    from jaxgan.fileio import read_jsonl
+
     try:
-        records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().split("\n")
-                   if line.strip()]  # fmt: skip
-    except (OSError, ValueError):
+        records = read_jsonl(workdir / "metrics.jsonl", strict=False)
+    except OSError:
         return None, None
     if not records:
         return None, None

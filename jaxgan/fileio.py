@@ -3,12 +3,15 @@
 Every output of jaxgan (checkpoint metadata aside, which Orbax writes) goes through
 `atomic_output`: the data is written to a temporary file in the same folder, flushed,
 given the mode a plain `open(path, 'w')` would give (the umask applies), then renamed
-over `path`.
+over `path`. The one file written by appending, a run's `metrics.jsonl`, is read back
+with `read_jsonl`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
+import logging
 import os
 import tempfile
 from collections.abc import Iterator
@@ -18,6 +21,43 @@ from typing import IO, Any
 import numpy as np
 
 CACHE_DIR_ENV_VAR = "JAXGAN_CACHE_DIR"
+
+
+log = logging.getLogger(__name__)
+
+
+def read_jsonl(path: str | os.PathLike, *, strict: bool = True) -> list[dict[str, Any]]:
+    """The JSON objects of a file of one object per line (`metrics.jsonl`), in order.
+
+    Blank lines are skipped, and so is a last line that does not parse: a record being
+    appended, or one cut short when the writer was killed. A bad line anywhere else (not
+    JSON, or not an object) raises with `strict`; without it the line is skipped with a
+    warning, for readers that must go on (a run resuming).
+
+    Raises:
+      FileNotFoundError: no file at `path`.
+      ValueError: with `strict`, a line before the last is not a JSON object.
+    """
+    lines = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
+    records = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            if number == len(lines):
+                break
+            problem = f"{path}: line {number} is not valid JSON: {error}"
+        else:
+            if isinstance(record, dict):
+                records.append(record)
+                continue
+            problem = f"{path}: line {number} is {type(record).__name__}, not an object"
+        if strict:
+            raise ValueError(problem)
+        log.warning("%s; skipped", problem)
+    return records
 
 
 def default_cache_dir() -> Path:

@@ -339,3 +339,10 @@ def test_a_config_a_population_cannot_share_trains_a_process_per_seed(tmp_path):
     assert "--config.population=2" in jobs[2].command
     args = quality.parse_args([f"--config={dcgan}", "--seeds=2", "--no-population"])
     assert [job.members for job in quality.plan_jobs(args, tmp_path)] == [0, 0]
+
+
+def test_read_epochs_takes_the_last_whole_record(tmp_path):
+    assert quality.read_epochs(tmp_path) == (None, None)
+    lines = [json.dumps({"epoch": e, "epoch_seconds": 1.5}) for e in (1, 2)]
+    (tmp_path / "metrics.jsonl").write_text("\n".join(lines) + '\n{"epoch": 3, "epo')
+    assert quality.read_epochs(tmp_path) == (2, 3.0)

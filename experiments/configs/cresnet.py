@@ -11,8 +11,9 @@ Measure (FID at N=10,000, per-class FID and class accuracy):
 Variants: as `resnet.py` (:smoke, :cpu, :bf16).
 
 Measured: not yet (no GPU so far); 2.17 TFLOP per train step, as `resnet.py`
-(`benchmarks.step_cost`). `bash benchmarks/device_campaign.sh cresnet` trains it with a
-6-minute cap and scores it, per class too (docs/quality.md).
+(`benchmarks.step_cost`). `bash benchmarks/device_campaign.sh cresnet` trains it for the
+epochs that fit in 4 minutes of steps on the device and scores it, per class too
+(docs/quality.md).
 """
 
 from experiments.configs import resnet

@@ -21,7 +21,6 @@ Matplotlib is used through `Figure` and the Agg canvas only: pyplot's global sta
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Sequence
@@ -32,7 +31,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from jaxgan.fileio import atomic_output
+from jaxgan.fileio import atomic_output, read_jsonl
 
 BOOKKEEPING_KEYS = frozenset(
     {"epoch", "step", "wall_time", "epoch_seconds", "eval_seconds", "resumed"}
@@ -54,7 +53,7 @@ class Panel(NamedTuple):
 
 
 def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """Reads `metrics.jsonl`: one JSON object per line, in order.
+    """Reads `metrics.jsonl`: one JSON object per line, in order (`fileio.read_jsonl`).
 
     A last line that does not parse is skipped: it is a record being written, or one cut
     short when the writer was killed. A bad line anywhere else is an error.
@@ -62,21 +61,7 @@ def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
     Raises:
       ValueError: a line before the last is not a JSON object.
     """
-    lines = Path(path).read_text(encoding="utf-8").splitlines()
-    records = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            if number == len(lines):
-                break
-            raise ValueError(f"{path}: line {number} is not valid JSON: {error}") from None
-        if not isinstance(record, dict):
-            raise ValueError(f"{path}: line {number} is {type(record).__name__}, not an object")
-        records.append(record)
-    return records
+    return read_jsonl(path)
 
 
 def _numeric(value: Any) -> float | None:

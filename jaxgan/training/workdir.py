@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from jaxgan.fileio import atomic_write_text
+from jaxgan.fileio import atomic_write_text, read_jsonl
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
 
@@ -142,18 +142,10 @@ def write_json(path: Path, payload: Any) -> None:
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """The records of a metrics.jsonl, skipping a line cut short by a kill."""
-    if not path.exists():
-        return []
-    records = []
-    for line in path.read_text().splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(record, dict):
-            records.append(record)
-    return records
+    """The records of a metrics.jsonl ([] if there is none yet), skipping a last line cut
+    short by a kill; a damaged line elsewhere is skipped with a warning, so that the run
+    can still resume (`fileio.read_jsonl`)."""
+    return read_jsonl(path, strict=False) if path.exists() else []
 
 
 def trim_metrics(path: Path, last_step: int) -> list[dict[str, Any]]:
