@@ -109,7 +109,7 @@ case "$part" in
     timeout "$(left 580)" "$python" -m benchmarks.quality --config="$config" --seeds=1 \
       --train_minutes=6 --workdir="$scratch/quality" "${quality_flags[@]}" "${overrides[@]}" \
       | tee "$out/quality_$part.jsonl" || fail=$?
-    cp "$scratch"/quality/*/seeds*/fashion_mnist_samples*.png "$out/" 2>/dev/null
+    cp "$scratch"/quality/*/seed*/fashion_mnist_samples*.png "$out/" 2>/dev/null
     cp "$scratch"/quality/*/*.log "$out/" 2>/dev/null
     ;;
   curve)
