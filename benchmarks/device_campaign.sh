@@ -21,7 +21,8 @@
 #                                                                                 ~9 min
 #   cresnet  cresnet.py the same way, plus per-class FID and class accuracy.     ~9 min
 #   curve    resnet.py (seed 1) for the epochs that fit, FID at N=10k about every minute
-#            of training (eval_every from the measured epoch time): FID against time. ~9 min
+#            of training (eval_every from the measured epoch time), drawn against minutes
+#            of training (benchmarks.fid_curve: fid_curve_resnet.png).            ~9 min
 #   dcgan    dcgan_best.py (EMA with its own statistics) and cdcgan.py, seed 0 each.  ~6 min
 # Every part prints JSON lines and copies its results and logs into $OUT (the device tool's
 # output folder) when set.
@@ -36,10 +37,11 @@ fit_minutes="${FIT_MINUTES:-4}"
 scratch="${CAMPAIGN_SCRATCH:-/tmp}"
 python="${PYTHON:-python3}"
 if [ "${CAMPAIGN_SMOKE:-0}" = 1 ]; then
-  variant=":smoke" num=16 num_flag="--num=16" small_batch="--batch=16"
+  variant=":smoke" num=16 num_flag="--num=16" small_batch="--batch=16" floor_flag=""
   quality_flags=(--num_samples=16 --batch_size=16)
 else
   variant="" num=10000 num_flag="--num=10000" small_batch=""
+  floor_flag="--floor=2.54"  # train[:10k] vs test[:10k] on an H200 (README, 8eff50a).
   quality_flags=()
 fi
 mkdir -p "$out"
@@ -130,6 +132,8 @@ case "$part" in
     echo "{\"curve_rc\": $rc, \"flags\": \"${flags[*]}\"}" | tee "$out/curve.json"
     cp "$scratch"/curve/metrics.jsonl "$scratch"/curve/curves.png \
       "$scratch"/curve/fashion_mnist_samples.png "$out/" 2>/dev/null
+    "$python" -m benchmarks.fid_curve --workdir="$scratch/curve" --label="resnet.py, seed 1" \
+      $floor_flag --out="$out/fid_curve_resnet.png" | tee "$out/fid_curve.jsonl" || fail=$?
     ;;
   dcgan)
     timeout "$(left 400)" "$python" -m benchmarks.quality \

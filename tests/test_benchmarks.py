@@ -98,3 +98,33 @@ def test_evaluation_speed_times_both_paths_and_they_agree():
     assert device["num"] == host["num"] == 8 and device["step"] == 8
     assert device["metrics"]["fid"] == pytest.approx(host["metrics"]["fid"], rel=1e-6)
     assert max(comparison["abs_difference"].values()) <= 1e-6 * device["metrics"]["fid"]
+
+
+def test_fid_curve_puts_each_fid_at_its_minutes_of_training(tmp_path, capsys):
+    from PIL import Image
+
+    from benchmarks import fid_curve
+
+    run = tmp_path / "run"
+    run.mkdir()
+    records = [
+        {"epoch": 1, "step": 10, "epoch_seconds": 30.0, "d_loss": 1.0},
+        {"epoch": 2, "step": 20, "epoch_seconds": 30.0, "fid": 80.0, "eval_seconds": 5.0},
+        {"epoch": 3, "step": 30, "epoch_seconds": 60.0, "fid": 40.0, "eval_seconds": 5.0},
+    ]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    out = tmp_path / "curve.png"
+    assert fid_curve.main([f"--workdir={run}", f"--out={out}", "--floor=2.5"]) == 0
+    (line,) = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x[:1] == "{"]
+    assert [(p["epoch"], p["minutes"], p["fid"]) for p in line["points"]] == [
+        (2, 1.0, 80.0), (3, 2.0, 40.0)
+    ]  # fmt: skip
+    assert line["run"] == "run" and Image.open(out).size[0] > 300
+    with pytest.raises(ValueError, match="no epoch has an FID"):
+        fid_curve.fid_points(records[:1])
+    with pytest.raises(SystemExit):
+        fid_curve.main([f"--workdir={run}", "--label=a", "--label=b"])
+    assert "give one each" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        fid_curve.main([f"--workdir={tmp_path / 'none'}"])
+    assert "not found" in capsys.readouterr().err

@@ -59,7 +59,9 @@ def test_the_curve_part_evaluates_about_every_minute_of_training(tmp_path):
     assert status["curve_rc"] == 0 and "--config.eval_every=" in status["flags"]
     metrics = _records(out / "metrics.jsonl")
     assert metrics and "fid" in metrics[-1]
-    assert (out / "curves.png").is_file()
+    assert (out / "curves.png").is_file() and (out / "fid_curve_resnet.png").is_file()
+    (curve,) = _records(out / "fid_curve.jsonl")
+    assert [point["epoch"] for point in curve["points"]] == [r["epoch"] for r in metrics]
 
 
 def test_an_unknown_part_is_refused_with_the_allowed_ones(tmp_path):
