@@ -8,9 +8,11 @@
 #            float64 host at N=10k) and a whole 10k evaluation of a fresh DCGAN, float32
 #            and bf16 Inception (benchmarks.evaluation_speed: generation straight into
 #            Inception vs through the host).                                     ~5 min
-#   default  the documented default command end to end, then bf16/TF32 Inception's FID
-#            error at two levels (benchmarks.fid_precision: the DCGAN it trained and the
-#            train/test floor) and a whole 10k evaluation of that DCGAN.          ~8 min
+#   default  the documented default command end to end, its loop overhead per epoch
+#            (benchmarks.loop_overhead, with 50 steps timed alone by step_cost), then
+#            bf16/TF32 Inception's FID error at two levels (benchmarks.fid_precision: the
+#            DCGAN it trained and the train/test floor) and a whole 10k evaluation of that
+#            DCGAN.                                                               ~9 min
 #   resnet   resnet.py, seed 0, scored at N=10k (benchmarks.quality: FID, KID, P/R/D/C and
 #            the floor). First benchmarks.step_cost times 50 train steps on this device and
 #            says how many whole epochs of steps fit in $FIT_MINUTES (default 4) minutes;
@@ -38,10 +40,12 @@ scratch="${CAMPAIGN_SCRATCH:-/tmp}"
 python="${PYTHON:-python3}"
 if [ "${CAMPAIGN_SMOKE:-0}" = 1 ]; then
   variant=":smoke" num=16 num_flag="--num=16" small_batch="--batch=16" floor_flag=""
+  default_extra="--config.num_epochs=2"  # Two epochs: one interval for the loop overhead.
   quality_flags=(--num_samples=16 --batch_size=16)
 else
   variant="" num=10000 num_flag="--num=10000" small_batch=""
   floor_flag="--floor=2.54"  # train[:10k] vs test[:10k] on an H200 (README, 8eff50a).
+  default_extra=""
   quality_flags=()
 fi
 mkdir -p "$out"
@@ -86,12 +90,18 @@ case "$part" in
     start=$SECONDS
     timeout "$(left 240)" "$python" -m experiments.dcgan \
       --config=experiments/configs/dcgan.py$variant --workdir="$scratch/default" \
-      > "$out/default_command.log" 2>&1
+      $default_extra > "$out/default_command.log" 2>&1
     rc=$?
     [ $rc = 0 ] || fail=$rc
     echo "{\"default_command_seconds\": $((SECONDS - start)), \"rc\": $rc}" \
       | tee "$out/default_command.json"
     cp "$scratch/default/fid_result.txt" "$scratch/default/metrics.jsonl" "$out/" 2>/dev/null
+    # The loop's overhead: epochs against chunks of the same steps timed alone.
+    timeout "$(left 90)" "$python" -m benchmarks.step_cost \
+      --config=experiments/configs/dcgan.py$variant --time_steps=50 --repeats=3 \
+      > "$out/step_time_dcgan.jsonl" || fail=$?
+    "$python" -m benchmarks.loop_overhead --workdir="$scratch/default" \
+      --step_time="$out/step_time_dcgan.jsonl" | tee "$out/loop_overhead.jsonl" || fail=$?
     timeout "$(left 150)" "$python" -m benchmarks.fid_precision --workdir="$scratch/default" \
       $num_flag $small_batch | tee "$out/fid_precision.jsonl" || fail=$?
     timeout "$(left 90)" "$python" -m benchmarks.evaluation_speed \

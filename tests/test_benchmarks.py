@@ -128,3 +128,31 @@ def test_fid_curve_puts_each_fid_at_its_minutes_of_training(tmp_path, capsys):
     with pytest.raises(SystemExit):
         fid_curve.main([f"--workdir={tmp_path / 'none'}"])
     assert "not found" in capsys.readouterr().err
+
+
+def test_loop_overhead_is_what_is_neither_steps_nor_evaluation(tmp_path, capsys):
+    from benchmarks import loop_overhead
+
+    records = [
+        {"epoch": 1, "wall_time": 100.0, "epoch_seconds": 9.0},
+        {"epoch": 2, "wall_time": 111.0, "epoch_seconds": 10.0},
+        {"epoch": 3, "wall_time": 124.0, "epoch_seconds": 10.0, "eval_seconds": 2.0},
+    ]
+    rows = loop_overhead.overheads(records)
+    assert [(r["epoch"], r["overhead_seconds"]) for r in rows] == [(2, 1.0), (3, 1.0)]
+    assert rows[0]["overhead_fraction"] == 0.1
+    timing = {"steps_full_run": 300, "num_epochs": 3, "seconds_per_step": 0.08}
+    result = loop_overhead.summary(rows, timing)
+    assert result["median_overhead_fraction"] == 0.1
+    assert result["in_epoch_overhead_fraction"] == pytest.approx(0.25)  # 10 s vs 8 s alone.
+    with pytest.raises(ValueError, match="at least 2"):
+        loop_overhead.overheads(records[:1])
+    with pytest.raises(ValueError, match="no wall_time"):
+        loop_overhead.overheads([records[0], {"epoch": 2, "epoch_seconds": 1.0}])
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    (tmp_path / "step.jsonl").write_text(json.dumps(timing) + "\n")
+    assert loop_overhead.main([f"--workdir={run}", f"--step_time={tmp_path / 'step.jsonl'}"]) == 0
+    line = json.loads(capsys.readouterr().out)
+    assert line["epochs"] == 2 and line["median_overhead_seconds"] == 1.0

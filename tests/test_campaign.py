@@ -77,3 +77,17 @@ def test_a_failing_step_fails_the_part(tmp_path):
     broken.chmod(0o755)
     result = _campaign("dcgan", tmp_path, python=str(broken))
     assert result.returncode == 3 and "no python here" in result.stderr
+
+
+@pytest.mark.slow
+def test_the_default_part_times_the_command_and_its_loop_overhead(tmp_path):
+    result = _campaign("default", tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = tmp_path / "out"
+    (command,) = _records(out / "default_command.json")
+    assert command["rc"] == 0 and command["default_command_seconds"] >= 0
+    assert (out / "fid_result.txt").is_file()
+    modes = {record["mode"] for record in _records(out / "fid_precision.jsonl")}
+    assert modes == {"float32", "tf32", "bfloat16"}
+    (overhead,) = _records(out / "loop_overhead.jsonl")
+    assert "in_epoch_overhead_fraction" in overhead
