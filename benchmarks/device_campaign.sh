@@ -22,6 +22,9 @@
 #            compilation included) stays as the safety; the record says if it stopped.
 #                                                                                 ~9 min
 #   cresnet  cresnet.py the same way, plus per-class FID and class accuracy.     ~9 min
+#   resnet_bf16  resnet.py with bfloat16 compute (float32 parameters) the same way: its step
+#            time, and with EPOCHS=E (the epochs the resnet part trained) its FID at equal
+#            steps, for the effect of bf16 on FID.                               ~9 min
 #   curve    resnet.py (seed 1) for the epochs that fit, FID at N=10k about every minute
 #            of training (eval_every from the measured epoch time), drawn against minutes
 #            of training (benchmarks.fid_curve: fid_curve_resnet.png).            ~9 min
@@ -33,7 +36,7 @@
 # variants, N=16, short timeouts): a check of the script itself before a device's minutes
 # are spent on it (tests/test_campaign.py runs it).
 set -uo pipefail
-part="${1:?usage: bash benchmarks/device_campaign.sh eval|default|resnet|cresnet|curve|dcgan}"
+part="${1:?usage: bash benchmarks/device_campaign.sh eval|default|resnet|cresnet|resnet_bf16|curve|dcgan}"
 out="${OUT:-/tmp/campaign}"
 fit_minutes="${FIT_MINUTES:-4}"
 scratch="${CAMPAIGN_SCRATCH:-/tmp}"
@@ -57,10 +60,11 @@ nvidia-smi -L 2>/dev/null || true
 left() { local rest=$((deadline - SECONDS)); echo $(( rest < $1 ? (rest > 1 ? rest : 1) : $1 )); }
 
 # Times 50 train steps of config $1 and prints the epochs whose steps fit in $fit_minutes
-# (at most the config's own); prints nothing if the timing failed. Its record goes to $2.
+# (at most the config's own); prints nothing if the timing failed. Its record goes to $2;
+# more step_cost flags may follow.
 fitted_epochs() {
   timeout "$(left 150)" "$python" -m benchmarks.step_cost --config="$1" --time_steps=50 \
-    --repeats=2 --fit_minutes="$fit_minutes" > "$2" 2> "$2.log" || return 0
+    --repeats=2 --fit_minutes="$fit_minutes" "${@:3}" > "$2" 2> "$2.log" || return 0
   "$python" - "$2" <<'PY'
 import json, sys
 record = json.loads(open(sys.argv[1]).read().splitlines()[-1])
@@ -108,13 +112,17 @@ case "$part" in
       --workdir="$scratch/default" $num_flag $small_batch \
       | tee "$out/evaluation_speed_trained.jsonl" || fail=$?
     ;;
-  resnet|cresnet)
-    config=experiments/configs/$part.py$variant
-    epochs=$(fitted_epochs "$config" "$out/step_time_$part.jsonl")
+  resnet|cresnet|resnet_bf16)
+    config=experiments/configs/${part%_bf16}.py$variant
+    overrides=() dtype=()
+    if [ "$part" = resnet_bf16 ]; then
+      overrides=(--override dtype=bfloat16) dtype=(--dtype=bfloat16)
+    fi
+    epochs=$(fitted_epochs "$config" "$out/step_time_$part.jsonl" "${dtype[@]}")
     cat "$out/step_time_$part.jsonl"
-    overrides=()
+    epochs="${EPOCHS:-$epochs}"  # EPOCHS=E: an earlier part's epochs, for equal steps.
     if [ -n "$epochs" ]; then
-      overrides=(--override "num_epochs=$epochs")
+      overrides+=(--override "num_epochs=$epochs")
     else
       echo "step timing failed (see $out/step_time_$part.jsonl.log): the config's epochs" >&2
     fi
@@ -153,7 +161,7 @@ case "$part" in
       | tee "$out/quality_dcgan.jsonl" || fail=$?
     ;;
   *)
-    echo "unknown part '$part'; allowed: eval, default, resnet, cresnet, curve, dcgan" >&2
+    echo "unknown part '$part'; allowed: eval, default, resnet, cresnet, resnet_bf16, curve, dcgan" >&2
     exit 2
     ;;
 esac

@@ -44,7 +44,12 @@ MODULE = "benchmarks.step_cost"
 
 
 def step_cost(
-    spec: str, batch: int, time_steps: int = 0, repeats: int = 3, fit_minutes: float = 0.0
+    spec: str,
+    batch: int,
+    time_steps: int = 0,
+    repeats: int = 3,
+    fit_minutes: float = 0.0,
+    dtype: str = "",
 ) -> dict:
     """Cost analysis of one compiled train step of config `spec` (FILE[:VARIANT]).
 
@@ -58,6 +63,8 @@ def step_cost(
     config = common.load_config(spec)
     if batch:
         config.batch_size = batch
+    if dtype:
+        config.dtype = dtype
     train_set = datasets.load(config, "train")
     info = train_set.info
     per_step = images_per_step(config)
@@ -78,6 +85,7 @@ def step_cost(
     record = {
         "config": spec,
         "batch_size": config.batch_size,
+        "dtype": config.dtype,
         "images_per_step": per_step,
         "parameters": int(parameters),
         "gflops_per_step": round(flops / 1e9, 3),
@@ -154,6 +162,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--repeats", type=int, default=3, help="timed chunks (median)")
     parser.add_argument(
+        "--dtype",
+        choices=("float32", "bfloat16"),
+        default="",
+        help="compute (default: the config's)",
+    )
+    parser.add_argument(
         "--fit_minutes", type=float, default=0.0,
         help="with --time_steps: report the whole epochs whose steps fit in this many minutes",
     )  # fmt: skip
@@ -163,7 +177,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.fit_minutes and (not args.fit_minutes > 0 or not args.time_steps):
         parser.error(f"--fit_minutes={args.fit_minutes} needs --time_steps and must be > 0")
     for spec in args.config:
-        record = step_cost(spec, args.batch, args.time_steps, args.repeats, args.fit_minutes)
+        record = step_cost(
+            spec, args.batch, args.time_steps, args.repeats, args.fit_minutes, args.dtype
+        )
         record.update(device=common.device_info(), versions=common.versions(),
                       command=common.command_line(MODULE))  # fmt: skip
         common.emit(record)

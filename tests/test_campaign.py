@@ -16,10 +16,11 @@ SCRIPT = REPO_ROOT / "benchmarks" / "device_campaign.sh"
 
 
 def _campaign(
-    part: str, tmp_path: Path, python: str = sys.executable
+    part: str, tmp_path: Path, python: str = sys.executable, **variables: str
 ) -> subprocess.CompletedProcess:
     environment = {
         **os.environ,
+        **variables,
         "CAMPAIGN_SMOKE": "1",
         "PYTHON": python,
         "OUT": str(tmp_path / "out"),
@@ -91,3 +92,17 @@ def test_the_default_part_times_the_command_and_its_loop_overhead(tmp_path):
     assert modes == {"float32", "tf32", "bfloat16"}
     (overhead,) = _records(out / "loop_overhead.jsonl")
     assert "in_epoch_overhead_fraction" in overhead
+
+
+@pytest.mark.slow
+def test_the_bf16_part_times_and_trains_in_bfloat16_for_the_epochs_asked(tmp_path):
+    result = _campaign("resnet_bf16", tmp_path, EPOCHS="2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = tmp_path / "out"
+    (timing,) = _records(out / "step_time_resnet_bf16.jsonl")
+    assert timing["dtype"] == "bfloat16" and timing["seconds_per_step"] > 0
+    records = _records(out / "quality_resnet_bf16.jsonl")
+    (seed,) = [record for record in records if "seed" in record and "fid" in record]
+    assert seed["epochs"] == 2  # EPOCHS, not the epochs that fit.
+    command = records[-1]["benchmark_command"]
+    assert "--override dtype=bfloat16" in command and "--override num_epochs=2" in command
