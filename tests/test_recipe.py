@@ -143,6 +143,21 @@ def test_linear_decay_reaches_zero_at_the_last_step():
     assert _largest_change(after_four.d_params, after_three.d_params) < 1e-9
 
 
+def test_with_several_critic_steps_d_decays_over_the_whole_run_too():
+    """D's Adam counts each critic step: its decay must span d_steps x the run's steps, or
+    D stops learning half-way with d_steps=2 (resnet.py's runs collapsed there)."""
+    config = _mlp_config(lr_decay="linear", loss="hinge", d_steps=2)
+    state = create_state(config, jax.random.key(0), image_shape=IMAGE_SHAPE, total_steps=4)
+    assert state.d_tx is adam_linear_decay(2e-4, 0.5, 0.999, 8)
+    batch = jnp.concatenate([_images(1), _images(2)])
+    after_three = _run(state, 3, batch)
+    after_four = _run(after_three, 1, batch)
+    assert _largest_change(after_four.d_params, after_three.d_params) > 1e-6  # Still learning.
+    after_five = _run(after_four, 1, batch)
+    assert _largest_change(after_five.d_params, after_four.d_params) < 1e-9  # Ended with G.
+    assert _largest_change(after_five.g_params, after_four.g_params) < 1e-9
+
+
 # Critic steps.
 
 

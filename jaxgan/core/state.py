@@ -123,6 +123,9 @@ def optimizers(config: Any, total_steps: int = 0) -> tuple[Any, Any]:
     """G's and D's optimizers: Adam with the config's rates, betas and decay.
 
     A population keeps its learning rate in the optimizer state (members may differ).
+    With `d_steps` critic steps per train step D's Adam counts `d_steps` updates per
+    step, so D's linear decay runs over `d_steps * total_steps` of its own updates: both
+    rates reach 0 together at the run's last step.
     """
     b1, b2 = float(config.b1), float(config.b2)
     if _setting(config, "population", 0):
@@ -133,8 +136,9 @@ def optimizers(config: Any, total_steps: int = 0) -> tuple[Any, Any]:
         raise ValueError("lr_decay='linear' needs create_state(..., total_steps=N) with N > 0")
     g_rate, d_rate = learning_rates(config)
     if decay == "linear":
+        d_updates = total_steps * int(_setting(config, "d_steps", 1))
         return (adam_linear_decay(g_rate, b1, b2, total_steps),
-                adam_linear_decay(d_rate, b1, b2, total_steps))  # fmt: skip
+                adam_linear_decay(d_rate, b1, b2, d_updates))  # fmt: skip
     return adam(g_rate, b1, b2), adam(d_rate, b1, b2)
 
 
