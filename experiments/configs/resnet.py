@@ -20,12 +20,15 @@ Variants:
           FID 323.9)
   :bf16   the full config with bfloat16 compute (float32 parameters)
 
-Measured: FID not yet (no GPU so far). The full variant was sized by guess for about 5
-minutes of one H200 (40 epochs of 234 steps, 2 D steps each). XLA counts 2.17 TFLOP per step,
-64x the DCGAN's (`benchmarks.step_cost`): 8.1 min at the DCGAN's measured H200 rate of 42
-TFLOP/s, 3.4 min at 100 TFLOP/s. `bash benchmarks/device_campaign.sh resnet` times 50 steps
-on the device, trains the whole epochs that fit in 4 minutes of steps (at most these 40, so
-the learning-rate decay ends) and scores the run (docs/benchmarks.md, docs/quality.md).
+Measured: on the 2-core CPU, `:cpu` on all 60,000 images for 3 epochs (seed 1) reached FID
+130.7 at N=500 (commit d4ff3bd; before it D's learning rate reached 0 half-way and every
+such run collapsed, docs/quality.md). On a GPU, FID not yet (no GPU so far). The full
+variant was sized by guess for about 5 minutes of one H200 (40 epochs of 234 steps, 2 D
+steps each). XLA counts 2.17 TFLOP per step, 64x the DCGAN's (`benchmarks.step_cost`):
+8.1 min at the DCGAN's measured H200 rate of 42 TFLOP/s, 3.4 min at 100 TFLOP/s.
+`bash benchmarks/device_campaign.sh resnet` times 50 steps on the device, trains the whole
+epochs that fit in 4 minutes of steps (at most these 40, so the learning-rate decay ends)
+and scores the run (docs/benchmarks.md, docs/quality.md).
 """
 
 from jaxgan.models import model_config
