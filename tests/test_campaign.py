@@ -32,15 +32,20 @@ def _campaign(
     )  # fmt: skip
 
 
+def _passed(part: str, tmp_path: Path, **variables: str) -> Path:
+    """Runs a part at toy scale, checks it exited 0, returns its output folder."""
+    result = _campaign(part, tmp_path, **variables)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return tmp_path / "out"
+
+
 def _records(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.startswith("{")]
 
 
 @pytest.mark.slow
 def test_the_resnet_part_trains_the_epochs_that_fit_and_scores_the_run(tmp_path):
-    result = _campaign("resnet", tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    out = tmp_path / "out"
+    out = _passed("resnet", tmp_path)
     (timing,) = _records(out / "step_time_resnet.jsonl")
     assert timing["time_steps"] == 50 and timing["seconds_per_step"] > 0
     fitted = min(timing["epochs_in_fit_minutes"], timing["num_epochs"])
@@ -53,9 +58,7 @@ def test_the_resnet_part_trains_the_epochs_that_fit_and_scores_the_run(tmp_path)
 
 @pytest.mark.slow
 def test_the_curve_part_evaluates_about_every_minute_of_training(tmp_path):
-    result = _campaign("curve", tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    out = tmp_path / "out"
+    out = _passed("curve", tmp_path)
     (status,) = _records(out / "curve.json")
     assert status["curve_rc"] == 0 and "--config.eval_every=" in status["flags"]
     metrics = _records(out / "metrics.jsonl")
@@ -82,9 +85,7 @@ def test_a_failing_step_fails_the_part(tmp_path):
 
 @pytest.mark.slow
 def test_the_default_part_times_the_command_and_its_loop_overhead(tmp_path):
-    result = _campaign("default", tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    out = tmp_path / "out"
+    out = _passed("default", tmp_path)
     (command,) = _records(out / "default_command.json")
     assert command["rc"] == 0 and command["default_command_seconds"] >= 0
     assert (out / "fid_result.txt").is_file()
@@ -96,9 +97,7 @@ def test_the_default_part_times_the_command_and_its_loop_overhead(tmp_path):
 
 @pytest.mark.slow
 def test_the_bf16_part_times_and_trains_in_bfloat16_for_the_epochs_asked(tmp_path):
-    result = _campaign("resnet_bf16", tmp_path, EPOCHS="2")
-    assert result.returncode == 0, result.stderr[-3000:]
-    out = tmp_path / "out"
+    out = _passed("resnet_bf16", tmp_path, EPOCHS="2")
     (timing,) = _records(out / "step_time_resnet_bf16.jsonl")
     assert timing["dtype"] == "bfloat16" and timing["seconds_per_step"] > 0
     records = _records(out / "quality_resnet_bf16.jsonl")
