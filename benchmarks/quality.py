@@ -140,12 +140,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def single_gan_settings(config_spec: str, overrides: Sequence[str]) -> list[str]:
     """The fields of a config (with its overrides) that keep its seeds out of a population."""
-    from jaxgan.training.config import single_gan_fields
+    from jaxgan.training.config import SINGLE_GAN_FIELDS, single_gan_fields
 
     config = common.load_config(config_spec)
     for override in overrides:
         field, _, value = override.partition("=")
-        if field in ("g_learning_rate", "d_learning_rate", "lr_decay"):
+        if field in SINGLE_GAN_FIELDS:
             config[field] = type(config[field])(value)
     return single_gan_fields(config)
 

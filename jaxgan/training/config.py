@@ -214,15 +214,14 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         raise ValueError("Invalid config:\n  " + "\n  ".join(problems))
 
 
+# What a population cannot take: separate G/D learning rates and a learning-rate decay.
+SINGLE_GAN_FIELDS = ("g_learning_rate", "d_learning_rate", "lr_decay")
+
+
 def single_gan_fields(config: ml_collections.ConfigDict) -> list[str]:
-    """The fields set in `config` that a population cannot take (each seed then trains alone):
-    separate G/D learning rates and a learning-rate decay."""
-    values = {
-        "g_learning_rate": config.g_learning_rate,
-        "d_learning_rate": config.d_learning_rate,
-        "lr_decay": config.lr_decay != "none",
-    }
-    return [name for name, is_set in values.items() if is_set]
+    """The `SINGLE_GAN_FIELDS` set in `config` (a population cannot take them; each seed
+    then trains alone): a nonzero rate, a decay other than 'none'."""
+    return [name for name in SINGLE_GAN_FIELDS if config[name] not in (0, 0.0, "none")]
 
 
 def _population_problems(config: ml_collections.ConfigDict) -> list[str]:
